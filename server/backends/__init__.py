@@ -1,0 +1,1 @@
+"""collabcoder.server.backends"""

@@ -1,0 +1,56 @@
+"""The one interface every model backend implements: a request in, candidates out, async."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class BackendError(RuntimeError):
+    """A backend failed; the message names the backend/endpoint and what went wrong."""
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """Either chat `messages` or a raw `prompt` (completion endpoints, FIM prompts)."""
+
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt: str | None = None
+    suffix: str | None = None
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("CompletionRequest needs exactly one of `messages` or `prompt`")
+        if self.n < 1:
+            raise ValueError(f"CompletionRequest.n must be >= 1, got {self.n}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    finish_reason: str = "stop"  # stop | length | cancelled
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Cancelling the task awaiting `complete` (or closing the `stream` iterator) stops generation."""
+
+    name: str
+    model: str
+
+    async def complete(self, request: CompletionRequest) -> list[Candidate]: ...
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
