@@ -1,0 +1,390 @@
+"""OpenAI-compatible HTTP backend: OpenAI, `vllm serve`, Ollama, llama.cpp's server, and our own
+`python -m collabcoder.server.openai_server`.
+
+Retries are ours, not the SDK's (the client is built with max_retries=0): only connection errors,
+timeouts, 408/409/429 and 5xx are retried, with exponential backoff that honours Retry-After.
+Every failure becomes a BackendError (an EndpointError, with the HTTP status where there was one)
+naming the URL and what went wrong. The API key comes from
+the caller (never from OPENAI_API_KEY) and is kept out of every message, repr and log line.
+
+    backend = OpenAIBackend("Qwen/Qwen2.5-Coder-1.5B", "http://127.0.0.1:8000/v1",
+                            endpoint_kind="completions")   # FIM template detected from the name
+    [candidate] = await backend.complete(CompletionRequest(prompt=prefix, suffix=suffix))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Literal, TypeVar
+
+import openai
+
+from collabcoder.server.backends.base import BackendError, Candidate, CompletionRequest
+from collabcoder.server.backends.fim import FimTemplate, resolve_fim_template
+from collabcoder.server.backends.transformers_backend import StopTrimmer, truncate_at_stop
+
+log = logging.getLogger(__name__)
+
+EndpointKind = Literal["chat", "completions"]
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+# Servers without authentication ignore the header; the SDK refuses to start without a key.
+_NO_KEY = "no-key"
+_T = TypeVar("_T")
+
+
+class EndpointError(BackendError):
+    """A BackendError from an HTTP endpoint; `status` is the HTTP status (None: no reply)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _retryable(exc: openai.APIError) -> bool:
+    if isinstance(exc, openai.APIConnectionError):  # includes timeouts
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
+
+
+def _retry_after_s(exc: openai.APIError) -> float | None:
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    try:
+        return float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+def _connection_cause(exc: BaseException) -> str:
+    """'connection refused', 'timed out' or the innermost cause's text."""
+    seen: BaseException | None = exc
+    innermost = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return "connection refused"
+        if (
+            isinstance(seen, (TimeoutError, openai.APITimeoutError))
+            or "Timeout" in type(seen).__name__
+        ):
+            return "timed out"
+        innermost = seen
+        seen = seen.__cause__ or seen.__context__
+    return str(innermost) or type(innermost).__name__
+
+
+class OpenAIBackend:
+    """`endpoint` is the base URL ending in /v1 (default: OpenAI's). `endpoint_kind` picks
+    /chat/completions or /completions; FIM requests (a suffix) need "completions".
+    `fim_template`: "auto" (from the model name), None, or a name from `fim.FIM_TEMPLATES`.
+    `timeout_s` bounds the wait for a reply (or between two streamed chunks); `max_retries`
+    retries of retryable failures, `backoff_s` doubling up to `max_backoff_s`. `check_model`
+    asks /v1/models once whether `model` is served. `extra_body` carries server-specific
+    parameters (vLLM's top_k, Ollama's options)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        *,
+        endpoint_kind: EndpointKind = "chat",
+        fim_template: str | None = "auto",
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        check_model: bool = True,
+        extra_body: Mapping[str, object] | None = None,
+    ) -> None:
+        if endpoint_kind not in ("chat", "completions"):
+            raise ValueError(
+                f"endpoint_kind must be 'chat' or 'completions', got {endpoint_kind!r}"
+            )
+        self.model = model
+        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint_kind: EndpointKind = endpoint_kind
+        # Resolved once: an unknown template name fails here, not on the first keystroke.
+        self.fim: FimTemplate | None = resolve_fim_template(model, fim_template)
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.check_model = check_model
+        self.extra_body = dict(extra_body or {})
+        self._api_key = api_key or ""
+        self._client: openai.AsyncOpenAI | None = None
+        self._model_checked = False
+
+    def __repr__(self) -> str:  # no key here: reprs end up in logs and tracebacks
+        return (
+            f"OpenAIBackend(model={self.model!r}, endpoint={self.endpoint!r}, "
+            f"endpoint_kind={self.endpoint_kind!r}, api_key={'***' if self._api_key else None})"
+        )
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key or _NO_KEY,
+                base_url=self.endpoint,
+                timeout=openai.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+                max_retries=0,
+            )
+        return self._client
+
+    # ---- request building -------------------------------------------------------------------
+
+    @property
+    def _path(self) -> str:
+        return "chat/completions" if self.endpoint_kind == "chat" else "completions"
+
+    def build_params(self, request: CompletionRequest) -> dict[str, Any]:
+        """The keyword arguments for `client.<kind>.create` (FIM prompt applied, stops merged)."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "n": request.n,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+        }
+        if request.seed is not None:
+            params["seed"] = request.seed
+        stops = list(request.stop)
+        if self.endpoint_kind == "chat":
+            if request.suffix is not None:
+                raise BackendError(
+                    f"{self._url()}: a chat endpoint cannot fill in the middle (the request has a "
+                    "suffix); use endpoint_kind='completions' with a base coder model"
+                )
+            if request.messages is not None:
+                params["messages"] = [dict(m) for m in request.messages]
+            else:
+                params["messages"] = [{"role": "user", "content": request.prompt}]
+        else:
+            if request.prompt is None:
+                raise BackendError(
+                    f"{self._url()}: a completions endpoint takes a prompt, not chat messages; "
+                    "use endpoint_kind='chat'"
+                )
+            prompt = request.prompt
+            if request.suffix is not None and self.fim is not None:
+                prompt = self.fim.build(prompt, request.suffix)
+                stops.extend(self.fim.stop)
+            elif request.suffix is not None:  # no template known: let the server try `suffix`
+                params["suffix"] = request.suffix
+            params["prompt"] = prompt
+        if stops:
+            params["stop"] = list(dict.fromkeys(stops))
+        if self.extra_body:
+            params["extra_body"] = dict(self.extra_body)
+        return params
+
+    # ---- errors and retries -----------------------------------------------------------------
+
+    def _url(self, path: str | None = None) -> str:
+        return f"{self.endpoint}/{path or self._path}"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _server_message(self, exc: openai.APIError) -> str:
+        body = exc.body
+        if isinstance(body, Mapping):
+            inner = body.get("error", body)
+            message = inner.get("message") if isinstance(inner, Mapping) else inner
+            if message:
+                return self._redact(str(message))[:300]
+        return self._redact(exc.message)[:300]
+
+    def _error(self, exc: openai.APIError, path: str, attempts: int) -> EndpointError:
+        url = self._url(path)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        if isinstance(exc, openai.APIConnectionError):
+            cause = _connection_cause(exc)
+            if cause == "timed out":
+                return EndpointError(
+                    f"{url}: no reply within {self.timeout_s:g} s (timed out){tries}"
+                )
+            return EndpointError(
+                f"cannot reach {url}: {self._redact(cause)}{tries}; is the server running and the "
+                "endpoint right?"
+            )
+        if isinstance(exc, openai.APIStatusError):
+            status, detail = exc.status_code, self._server_message(exc)
+            message = self._status_message(status, detail, url, tries)
+            return EndpointError(message, status)
+        return EndpointError(f"{url}: garbage reply: {self._redact(str(exc))[:300]}")
+
+    def _status_message(self, status: int, detail: str, url: str, tries: str) -> str:
+        if status == 401:
+            return (
+                f"{url} rejected the API key (401 Unauthorized): {detail}; check the key "
+                "configured for this endpoint"
+            )
+        if status == 403:
+            return f"{url}: access denied (403 Forbidden): {detail}"
+        if status == 404:
+            return (
+                f"{url}: model '{self.model}' not found (404): {detail}; check the model name "
+                "against the server's /v1/models and that the endpoint ends in /v1"
+            )
+        if status == 429:
+            return f"{url}: rate limited (429){tries}: {detail}"
+        if status >= 500:
+            return f"{url}: server error {status}{tries}: {detail}"
+        return f"{url}: request rejected ({status}): {detail}"
+
+    async def _with_retries(self, call: Callable[[], Awaitable[_T]], path: str) -> _T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except openai.APIError as exc:
+                if not _retryable(exc) or attempt > self.max_retries:
+                    raise self._error(exc, path, attempt) from None
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                retry_after = _retry_after_s(exc)
+                if retry_after is not None:
+                    delay = min(self.max_backoff_s, max(delay, retry_after))
+                delay *= 1 + 0.1 * random.random()  # de-synchronise clients retrying together
+                log.warning(
+                    "%s; retry %d/%d in %.2f s",
+                    self._error(exc, path, 1),
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            except (ValueError, TypeError) as exc:  # e.g. a 200 whose body is not JSON
+                raise EndpointError(
+                    f"{self._url(path)}: garbage reply: {self._redact(str(exc))[:300]}"
+                ) from None
+
+    async def _ensure_model(self) -> None:
+        """Fail early, and clearly, when the server does not serve `model` (checked once)."""
+        if not self.check_model or self._model_checked:
+            return
+        try:
+            page = await self._with_retries(self.client.models.list, "models")
+        except EndpointError as exc:
+            if exc.status != 404:
+                raise
+            self._model_checked = True  # no /models route (some servers): the request will tell
+            return
+        served = [str(getattr(m, "id", "")) for m in getattr(page, "data", None) or []]
+        if served and self.model not in served and f"{self.model}:latest" not in served:
+            shown = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
+            raise EndpointError(
+                f"{self._url('models')}: model '{self.model}' not found; the server serves: {shown}",
+                404,
+            )
+        self._model_checked = True
+
+    # ---- replies ----------------------------------------------------------------------------
+
+    def _garbage(self, what: str, reply: object) -> EndpointError:
+        return EndpointError(
+            f"{self._url()}: empty or garbage reply ({what}): {self._redact(repr(reply))[:200]}"
+        )
+
+    def _choice_text(self, choice: Any, reply: object) -> str:
+        if self.endpoint_kind == "chat":
+            message = getattr(choice, "message", None)
+            content = getattr(message, "content", None) if message is not None else None
+            if message is None or not isinstance(content, (str, type(None))):
+                raise self._garbage("a choice without a message", reply)
+            return content or ""  # None: a refusal or a tool call, no text
+        text = getattr(choice, "text", None)
+        if not isinstance(text, str):
+            raise self._garbage("a choice without text", reply)
+        return text
+
+    def _candidates(self, reply: object, stops: list[str], latency: float) -> list[Candidate]:
+        if isinstance(reply, (str, bytes)):  # the SDK hands back non-JSON bodies as text
+            raise self._garbage("not JSON", reply)
+        choices = getattr(reply, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise self._garbage("no choices", reply)
+        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+        texts = [truncate_at_stop(self._choice_text(c, reply), stops)[0] for c in choices]
+        usage = getattr(reply, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        total = int(getattr(usage, "completion_tokens", 0) or 0)
+        # Usage is per request: with n > 1, share it out in proportion to each text's length.
+        lengths = [max(len(t), 1) for t in texts]
+        counts = [total * n // sum(lengths) for n in lengths]
+        counts[0] += total - sum(counts)
+        return [
+            Candidate(
+                text=text,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=count,
+                latency_s=latency,
+                finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
+                extra={"endpoint": self.endpoint, "usage_shared": len(texts) > 1},
+            )
+            for text, count, choice in zip(texts, counts, choices, strict=True)
+        ]
+
+    # ---- Backend ----------------------------------------------------------------------------
+
+    def _create(self, params: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+        if self.endpoint_kind == "chat":
+            return lambda: self.client.chat.completions.create(**params)
+        return lambda: self.client.completions.create(**params)
+
+    async def complete(self, request: CompletionRequest) -> list[Candidate]:
+        """Cancelling the awaiting task closes the HTTP request, so the server stops generating."""
+        params = self.build_params(request)
+        await self._ensure_model()
+        start = time.perf_counter()
+        reply = await self._with_retries(self._create(params), self._path)
+        return self._candidates(reply, params.get("stop", []), time.perf_counter() - start)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
+        """Yield text pieces of one candidate; closing the iterator closes the HTTP stream."""
+        params = {**self.build_params(replace(request, n=1)), "stream": True}
+        await self._ensure_model()
+        response = await self._with_retries(self._create(params), self._path)
+        # Servers trim stops themselves, but not always the FIM control tokens: trim here too.
+        trimmer = StopTrimmer(params.get("stop", []))
+        try:
+            async for chunk in response:
+                for choice in getattr(chunk, "choices", None) or []:  # a usage-only chunk has none
+                    if self.endpoint_kind == "chat":
+                        piece = getattr(getattr(choice, "delta", None), "content", None)
+                    else:
+                        piece = getattr(choice, "text", None)
+                    text = trimmer.feed(str(piece)) if piece else ""
+                    if text:
+                        yield text
+                if trimmer.stopped:
+                    return
+            tail = trimmer.flush()
+            if tail:
+                yield tail
+        except openai.APIError as exc:
+            raise self._error(exc, self._path, 1) from None
+        except (ValueError, TypeError) as exc:
+            raise EndpointError(f"{self._url()}: garbage in the stream: {exc}"[:400]) from None
+        finally:
+            # Shielded: a second cancellation must not leave the connection open, or the server
+            # keeps generating for nobody.
+            await asyncio.shield(response.close())
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
