@@ -1,0 +1,165 @@
+"""What the loop sends to the model, and how a reply becomes the text inserted at the cursor.
+
+Two prompt styles:
+- `chat` (instruct models): the code with a cursor marker; the model replies with the code from
+  the start of the current function (or just the continuation) in a fenced block, and
+  `continuation_from_reply` aligns that with the prefix to find what goes after the cursor.
+- `fim` (base coder models): a fill-in-the-middle prompt; feedback cannot be a conversation
+  turn, so it goes into the prefix as comments above the cursor's statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+PromptStyle = Literal["chat", "fim"]
+FeedbackVariant = Literal["coworker", "separate"]
+
+CURSOR = "<CURSOR>"
+
+SYSTEM_PROMPT = (
+    "You are a code completion engine for Python. The user shows a file with the marker "
+    f"{CURSOR} where the cursor is. Write the code that belongs at the cursor. Reply with one "
+    "```python code block that contains the line the cursor is on, from its start, and the code "
+    "that follows it up to the end of the current block. Never repeat code from below the cursor."
+)
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:\n```|\Z)", re.DOTALL)
+
+
+def first_user_message(prefix: str, suffix: str, max_chars: int = 12_000) -> str:
+    """The code around the cursor, trimmed from the far ends to `max_chars`."""
+    head = prefix[-(max_chars * 3 // 4):]
+    tail = suffix[: max_chars - len(head)]
+    return f"```python\n{head}{CURSOR}{tail}\n```"
+
+
+def feedback_user_message(feedback: str, variant: FeedbackVariant, attempt: str,
+                          prefix: str, suffix: str) -> str:
+    """The feedback turn. `coworker` continues the conversation; `separate` starts afresh and
+    so repeats the code and the attempt."""
+    ask = "Fix these problems. Reply with the corrected code block only."
+    if variant == "coworker":
+        return f"{feedback}\n\n{ask}"
+    return (
+        f"{first_user_message(prefix, suffix)}\n\nAn earlier completion at the cursor was:\n"
+        f"```python\n{attempt}\n```\n{feedback}\n\n{ask}"
+    )
+
+
+def fim_feedback_prefix(prefix: str, feedback: str, max_lines: int = 6) -> str:
+    """Feedback for base models: comments inserted above the statement the cursor is in."""
+    lines = prefix.split("\n")
+    cursor_line = lines[-1]
+    indent = cursor_line[: len(cursor_line) - len(cursor_line.lstrip())]
+    notes = [ln for ln in feedback.splitlines() if ln.strip()][:max_lines]
+    comment = "".join(f"{indent}# {ln.strip()}\n" for ln in ["Avoid these errors:", *notes])
+    return "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "") + comment + cursor_line
+
+
+def extract_code(reply: str) -> str:
+    """The content of the last python (or untagged) fenced block; the whole reply otherwise."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
+    code = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
+    return code[-1] if code else reply
+
+
+def _norm(line: str) -> str:
+    return " ".join(line.split())
+
+
+def continuation_from_reply(prefix: str, reply: str) -> str:
+    """What the reply adds after the cursor.
+
+    The reply usually restates the cursor's line (and maybe earlier lines) before continuing;
+    find the last prefix line in the reply and keep what follows. A reply that restates nothing
+    is the continuation itself.
+    """
+    code = extract_code(reply).replace(CURSOR, "")
+    reply_lines = code.split("\n")
+    prefix_lines = prefix.split("\n")
+    cursor_text = prefix_lines[-1]
+    # 1. The cursor line restated, e.g. prefix ends "    return sor", reply has "    return sorted(x)".
+    if cursor_text.strip():
+        for i in range(len(reply_lines) - 1, -1, -1):
+            if _norm(reply_lines[i]).startswith(_norm(cursor_text)) and reply_lines[i].strip():
+                tail = _tail_after(reply_lines[i], cursor_text)
+                if tail is not None:
+                    return "\n".join([tail, *reply_lines[i + 1:]]).rstrip()
+    # 2. The cursor sits at a line start: find the last non-empty prefix line in the reply.
+    previous = [ln for ln in prefix_lines[:-1] if ln.strip()]
+    if previous:
+        anchor = _norm(previous[-1])
+        for i in range(len(reply_lines) - 1, -1, -1):
+            if _norm(reply_lines[i]) == anchor:
+                rest = reply_lines[i + 1:]
+                return _strip_indent_prefix("\n".join(rest), cursor_text).rstrip()
+    return _strip_indent_prefix(code, cursor_text).rstrip()
+
+
+def trim_to_block(prefix: str, completion: str) -> str:
+    """Cut the completion where it leaves the function the cursor is in (example calls, tests
+    and `__main__` blocks that chat models append at module level). Outside a function, cut
+    where it leaves the cursor's block."""
+    prefix_lines = prefix.split("\n")
+    cursor_line = prefix_lines[-1]
+    indent = len(cursor_line) - len(cursor_line.lstrip())
+    limit = indent - 1  # lines indented at most this much have left the block
+    for line in reversed(prefix_lines[:-1]):
+        stripped = line.lstrip()
+        depth = len(line) - len(stripped)
+        if stripped.startswith(("def ", "async def ")) and depth < max(indent, 1):
+            limit = depth
+            break
+    if limit < 0:
+        return completion.rstrip()
+    lines = completion.split("\n")
+    for i, line in enumerate(lines[1:], 1):
+        if line.strip() and len(line) - len(line.lstrip()) <= limit:
+            return "\n".join(lines[:i]).rstrip()
+    return completion.rstrip()
+
+
+def _tail_after(reply_line: str, cursor_text: str) -> str | None:
+    """The part of `reply_line` after the characters of `cursor_text` (whitespace-tolerant)."""
+    want = cursor_text.lstrip()
+    pos = reply_line.find(want)
+    if pos < 0:
+        return None
+    return reply_line[pos + len(want):]
+
+
+def _strip_indent_prefix(text: str, cursor_text: str) -> str:
+    """The cursor already stands after `cursor_text` (indentation): don't insert it twice."""
+    if cursor_text and not cursor_text.strip() and text.startswith(cursor_text):
+        return text[len(cursor_text):]
+    return text.lstrip("\n") if not cursor_text else text
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """Everything the prompt builders need about one completion site."""
+
+    prefix: str
+    suffix: str = ""
+    system_prompt: str = SYSTEM_PROMPT
+    style: PromptStyle = "chat"
+
+
+def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:
+    return (
+        {"role": "system", "content": parts.system_prompt},
+        {"role": "user", "content": first_user_message(parts.prefix, parts.suffix)},
+    )
+
+
+def feedback_messages(parts: PromptParts, history: Sequence[dict[str, str]], attempt: str,
+                      feedback: str, variant: FeedbackVariant) -> tuple[dict[str, str], ...]:
+    turn = {"role": "user",
+            "content": feedback_user_message(feedback, variant, attempt, parts.prefix, parts.suffix)}
+    if variant == "coworker":
+        return (*history, turn)
+    return ({"role": "system", "content": parts.system_prompt}, turn)
