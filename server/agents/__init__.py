@@ -1,0 +1,1 @@
+"""Trained agents the server loads (the manifest training writes)."""
