@@ -1,0 +1,650 @@
+"""The sandbox's warm parent: started once, forks one confined child per run.
+
+Started by sandbox.py as ``python -I -S -B zygote.py CONFIG_JSON`` with a minimal environment and
+cwd ``/``, so no user site-packages, ``PYTHON*`` variables or secrets reach it or its children.
+It loads worker.py by path (never by import from site-packages), pre-imports common stdlib
+modules so children start warm, and, when root, moves itself into fresh network and mount
+namespaces once (children inherit them: no network, a private size-limited ``/tmp``).
+
+Protocol, newline-delimited JSON (the zygote never runs untrusted code itself, and nothing is
+ever unpickled):
+  in  (fd 0): {"id", "kind": "asserts", "program", "suite_key", "suite": [entry, preamble, steps],
+               "limits"} ("suite" left out once this zygote has compiled that key)
+              {"id", "kind": "io", "program", "cases": [{"stdin", "cap"}], "limits"}
+  out (fd 1): {"ready": true, "pid", "isolation"} once, then per job {"id", "runs": [...]},
+              {"id", "error": "..."} or {"id", "need_suite": true} (evicted: send it again).
+              One run per child: its raw result lines and their nonce (the client keeps the
+              lines carrying it), exit status, rusage, whether we killed it for time, and
+              capped stdout/stderr.
+At most `workers` jobs run at once, each in its own uid slot; the rest wait in a queue. EOF on
+fd 0 means the client is gone: kill everything, clean up, exit.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import errno
+import json
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
+MS_REC, MS_PRIVATE = 1 << 14, 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+RESULTS_CAP = 16 * 1024 * 1024
+SWEEP_TIMEOUT_S = 2.0
+_PRELOAD = (
+    "abc array ast bisect calendar cmath collections copy dataclasses datetime decimal enum "
+    "fractions functools hashlib heapq itertools json math numbers operator random re statistics "
+    "string textwrap typing unicodedata"
+).split()
+
+
+class _Quitter:
+    """`exit()`/`quit()` as the site module would add them (we run with -S)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Use {self.name}() to exit"
+
+    def __call__(self, code: Any = None) -> None:
+        raise SystemExit(code)
+
+
+def _load_worker(path: str) -> Any:
+    import builtins
+    import types
+
+    builtins.exit = _Quitter("exit")  # type: ignore[assignment]
+    builtins.quit = _Quitter("quit")  # type: ignore[assignment]
+    mod = types.ModuleType("_collab_sandbox_worker")
+    mod.__file__ = path
+    # Private builtins: the worker keeps judging correctly whatever a program does to `builtins`.
+    mod.__dict__["__builtins__"] = dict(builtins.__dict__)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    # Registered while it runs so dataclass/typing lookups by module name work, then removed so
+    # programs do not find it by name.
+    sys.modules[mod.__name__] = mod
+    try:
+        exec(compile(source, path, "exec"), mod.__dict__)
+    finally:
+        del sys.modules[mod.__name__]
+    return mod
+
+
+def _setup_isolation(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    iso: dict[str, Any] = {"root": os.geteuid() == 0, "netns": False, "mountns": False,
+                           "uid_drop": False, "audit_net": False, "uids": None}  # fmt: skip
+    libc = ctypes.CDLL(None, use_errno=True)
+    if iso["root"]:
+        iso["netns"] = libc.unshare(CLONE_NEWNET) == 0
+        if libc.unshare(CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:  # fmt: skip
+            opts = f"size={cfg['tmpfs_mb']}m,nr_inodes={cfg['tmpfs_inodes']},mode=0711"
+            flags = MS_NOSUID | MS_NODEV
+            iso["mountns"] = libc.mount(b"tmpfs", b"/tmp", b"tmpfs", flags, opts.encode()) == 0
+            if iso["mountns"]:
+                # The other world-writable places: empty and read-only inside the sandbox.
+                for d in ("/var/tmp", "/dev/shm", "/run/lock"):
+                    if os.path.isdir(d) and not os.path.islink(d):
+                        libc.mount(b"tmpfs", d.encode(), b"tmpfs", flags | MS_RDONLY, b"size=4k")
+                iso["rebound_paths"] = _rebind_private_paths(libc)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back to us to be reaped
+        uids = _slot_uids(cfg["uid_base"], cfg["workers"])
+        iso["uid_drop"] = uids is not None and _can_drop_to(uids[0])
+        iso["uids"] = uids if iso["uid_drop"] else None
+    iso["audit_net"] = not iso["netns"]
+    if iso["mountns"]:
+        base = "/tmp"
+    else:
+        base = tempfile.mkdtemp(prefix="collab-sandbox-")
+        os.chmod(base, 0o711)  # slot uids may enter their own directory, never list others
+    os.chdir("/")
+    return iso, base
+
+
+def _world_searchable(path: str) -> bool:
+    """Whether any uid may list `path` and reach it (x on every ancestor)."""
+    path = os.path.abspath(path)
+    try:
+        if os.stat(path).st_mode & 0o005 != 0o005:
+            return False
+        while path != "/":
+            path = os.path.dirname(path)
+            if not os.stat(path).st_mode & 0o001:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _rebind_private_paths(libc: Any) -> int:
+    """Make the stdlib importable for slot uids when Python lives in a private place (/root).
+
+    Each such sys.path directory is bind-mounted read-only under our private /tmp, inside our
+    mount namespace only, and sys.path points there; modules preloaded before keep working.
+    """
+    rebound = 0
+    for i, entry in enumerate(list(sys.path)):
+        if not os.path.isdir(entry) or _world_searchable(entry):
+            continue
+        target = f"/tmp/.path{i}"
+        os.mkdir(target, 0o755)
+        if libc.mount(entry.encode(), target.encode(), None, MS_BIND | MS_REC, None) == 0:
+            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+            libc.mount(None, target.encode(), None, flags, None)
+            sys.path[i] = target
+            # Packages imported already (encodings, json, ...) find submodules via __path__.
+            for mod in list(sys.modules.values()):
+                paths = getattr(mod, "__path__", None)
+                if isinstance(paths, list):
+                    paths[:] = [
+                        target + p[len(entry) :] if p.startswith(entry) else p for p in paths
+                    ]
+            rebound += 1
+    return rebound
+
+
+def _slot_uids(base: int, n: int) -> list[int] | None:
+    """This zygote's slot uids: a block derived from our pid, so no two live zygotes share one.
+
+    That matters: a run's cleanup kills every process of its uid, and RLIMIT_NPROC counts per
+    uid. pid_max is at most 2**22, so base + (pid << 8) + slot stays a valid uid for <= 256 slots.
+    None if an account owns any of them (never expected that high).
+    """
+    if n > 256:
+        return None
+    uids = [base + (os.getpid() << 8) + slot for slot in range(n)]
+    for uid in uids:
+        try:
+            pwd.getpwuid(uid)
+            return None
+        except KeyError:
+            pass
+    return uids
+
+
+def _can_drop_to(uid: int) -> bool:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+class Unit:
+    """One child process: a whole assert job, or one stdin/stdout case."""
+
+    def __init__(self, job: Job, nonce: str, workdir: str) -> None:
+        self.job, self.nonce, self.workdir = job, nonce, workdir
+        self.pid = 0
+        self.fds: dict[int, str] = {}  # read end -> "res" | "out" | "err"
+        self.bufs: dict[str, bytearray] = {
+            "res": bytearray(),
+            "out": bytearray(),
+            "err": bytearray(),
+        }
+        self.caps: dict[str, int] = {}
+        self.truncated: dict[str, bool] = {"res": False, "out": False, "err": False}
+        self.started = time.monotonic()
+        self.deadline = 0.0
+        self.timed_out = False
+        self.status: int | None = None
+        self.cpu_s = 0.0
+        self.maxrss_kb = 0
+        self.wall_s = 0.0
+        self.sweeps = 0
+        self.sweep_deadline = 0.0
+        self.clean = False
+
+
+class Job:
+    def __init__(self, msg: dict[str, Any]) -> None:
+        self.id = msg["id"]
+        self.kind: str = msg["kind"]
+        self.program: str = msg["program"]
+        self.limits: dict[str, Any] = msg["limits"]
+        self.suite: Any = None
+        self.raw_suite: list[Any] = msg.get("suite") or []
+        self.suite_key: str | None = msg.get("suite_key")
+        self.cases: list[dict[str, Any]] = msg.get("cases") or []
+        self.case_i = 0
+        self.runs: list[dict[str, Any]] = []
+        self.slot = -1
+
+
+class Zygote:
+    def __init__(self, cfg: dict[str, Any], worker: Any, iso: dict[str, Any], base: str) -> None:
+        self.cfg, self.worker, self.iso, self.base = cfg, worker, iso, base
+        self.ctl_in, self.ctl_out = os.dup(0), os.dup(1)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)  # nothing printed by accident can corrupt the protocol
+        os.close(null)
+        os.set_blocking(self.ctl_in, False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.ctl_in, selectors.EVENT_READ, "ctl")
+        # Exits wake us through a pidfd per child when the kernel has them: then no signal
+        # handler exists for children to reset. Otherwise SIGCHLD and a wakeup pipe.
+        self.use_pidfd = _pidfd_works()
+        self.pidfds: dict[int, int] = {}  # pid -> pidfd
+        if not self.use_pidfd:
+            self.wake_r, wake_w = os.pipe()
+            os.set_blocking(self.wake_r, False)
+            os.set_blocking(wake_w, False)
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+            signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.ctl_buf = bytearray()
+        self.eof = False
+        self.queue: collections.deque[Job] = collections.deque()
+        self.free_slots = list(range(cfg["workers"]))[::-1]
+        self.units: dict[int, Unit] = {}  # live child pid -> unit
+        self.sweepers: dict[int, Unit] = {}  # sweeper pid -> unit being cleaned up
+        self.cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self.slot_dirs: set[int] = set()  # slots whose working directory exists (and is empty)
+
+    # -- main loop -------------------------------------------------------------------------
+    def serve(self) -> None:
+        self._send({"ready": True, "pid": os.getpid(), "isolation": self.iso})
+        while not (self.eof and not self.units and not self.sweepers):
+            while self.queue and self.free_slots and not self.eof:
+                job = self.queue.popleft()
+                job.slot = self.free_slots.pop()
+                self._start(job)
+            for key, _ in self.sel.select(self._timeout()):
+                if key.data == "ctl":
+                    self._read_ctl()
+                elif key.data == "wake":
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif key.data == "exit":
+                    pass  # a pidfd: _reap below collects the child
+                else:
+                    self._read_child(key.fd, key.data)
+            self._reap()
+            self._enforce_deadlines()
+        if self.base != "/tmp":  # a private tmpfs disappears with our mount namespace
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def _timeout(self) -> float | None:
+        deadlines = [u.deadline for u in self.units.values() if not u.timed_out]
+        deadlines += [u.sweep_deadline for u in self.sweepers.values()]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        data = (json.dumps(msg) + "\n").encode()
+        while data:
+            data = data[os.write(self.ctl_out, data) :]
+
+    def _read_ctl(self) -> None:
+        try:
+            chunk = os.read(self.ctl_in, 1 << 20)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self._shutdown()
+            return
+        self.ctl_buf += chunk
+        while (nl := self.ctl_buf.find(b"\n")) >= 0:
+            line = bytes(self.ctl_buf[:nl])
+            del self.ctl_buf[: nl + 1]
+            try:
+                self.queue.append(Job(json.loads(line)))
+            except Exception as e:  # a client bug: answer if we can tell whom
+                try:
+                    self._send({"id": json.loads(line)["id"], "error": f"bad request: {e!r}"})
+                except Exception:
+                    pass
+
+    def _shutdown(self) -> None:
+        self.eof = True
+        self.sel.unregister(self.ctl_in)
+        self.queue.clear()
+        for unit in self.units.values():
+            self._kill(unit)
+            unit.timed_out = True  # so it is swept, not trusted to have cleaned up
+
+    # -- jobs and units --------------------------------------------------------------------
+    def _start(self, job: Job) -> None:
+        if job.kind == "asserts":
+            key = job.suite_key or json.dumps(job.raw_suite)
+            suite = self.cache.get(key)
+            if suite is None and not job.raw_suite:  # sent by key, but we no longer have it
+                self._send({"id": job.id, "need_suite": True})
+                self._release(job)
+                return
+            if suite is None:
+                try:
+                    suite = self.worker.compile_suite(*job.raw_suite)
+                except Exception as e:
+                    self._finish_job(job, error=f"the test suite does not compile: {e!r}")
+                    return
+                self.cache[key] = suite
+                if len(self.cache) > self.cfg.get("suite_cache", 512):
+                    self.cache.popitem(last=False)
+            self.cache.move_to_end(key)
+            job.suite = suite
+        elif not job.cases:
+            self._finish_job(job)
+            return
+        self._spawn(job)
+
+    def _spawn(self, job: Job) -> None:
+        uid = self.iso["uids"][job.slot] if self.iso["uids"] else None
+        workdir = os.path.join(self.base, f"w{job.slot}")
+        unit = Unit(job, os.urandom(12).hex(), workdir)
+        limits = job.limits
+        case = job.cases[job.case_i] if job.kind == "io" else None
+        caps = {"res": RESULTS_CAP, "out": limits["out_cap"], "err": limits["out_cap"]}
+        if case is not None:
+            caps["out"] = max(caps["out"], int(case.get("cap", 0)))
+        unit.caps = caps
+        pipes = {name: os.pipe() for name in ("res", "out", "err")}
+        try:
+            if job.slot not in self.slot_dirs:
+                shutil.rmtree(workdir, ignore_errors=True)
+                os.mkdir(workdir, 0o700)
+                if uid is not None:
+                    os.chown(workdir, uid, uid)
+                self.slot_dirs.add(job.slot)
+            cfg = {"kind": job.kind, "nonce": unit.nonce, "program": job.program,
+                   "suite": job.suite, "stdin": case["stdin"] if case is not None else None,
+                   "workdir": workdir, "uid": uid, "limits": limits,
+                   "nproc": limits["nproc"] if uid is not None else None,
+                   "audit_net": self.iso["audit_net"], "reset_signals": not self.use_pidfd,
+                   "res_w": pipes["res"][1],
+                   "out_w": pipes["out"][1], "err_w": pipes["err"][1]}  # fmt: skip
+            pid = os.fork()
+        except OSError as e:
+            for r, w in pipes.values():
+                os.close(r)
+                os.close(w)
+            self.slot_dirs.discard(job.slot)
+            self._finish_job(job, error=f"could not start the run: {e!r}")
+            return
+        if pid == 0:
+            try:
+                # Queued jobs' programs are no business of this child. (The suite cache stays:
+                # freeing it here would copy many of our pages, and tests hold no secrets.)
+                self.queue.clear()
+                self.units.clear()
+                self.ctl_buf.clear()
+                self.worker.child_main(cfg)
+            finally:
+                os._exit(70)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        unit.pid = pid
+        unit.deadline = time.monotonic() + float(limits["timeout_s"])
+        for name, (r, w) in pipes.items():
+            os.close(w)
+            os.set_blocking(r, False)
+            unit.fds[r] = name
+            self.sel.register(r, selectors.EVENT_READ, unit)
+        self.units[pid] = unit
+        self._watch(pid)
+
+    def _watch(self, pid: int) -> None:
+        if self.use_pidfd:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:  # already reaped by an earlier _reap: nothing to wait for
+                return
+            self.pidfds[pid] = fd
+            self.sel.register(fd, selectors.EVENT_READ, "exit")
+
+    def _unwatch(self, pid: int) -> None:
+        fd = self.pidfds.pop(pid, None)
+        if fd is not None:
+            self.sel.unregister(fd)
+            os.close(fd)
+
+    def _read_child(self, fd: int, unit: Unit) -> None:
+        name = unit.fds.get(fd)
+        if name is None:
+            return
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._append(unit, name, data)
+        else:
+            self._close_fd(unit, fd)
+
+    def _append(self, unit: Unit, name: str, data: bytes) -> None:
+        buf, room = unit.bufs[name], unit.caps[name] - len(unit.bufs[name])
+        if room > 0:
+            buf += data[:room]
+        if len(data) > room:
+            unit.truncated[name] = True  # keep draining so the child never blocks on a full pipe
+
+    def _close_fd(self, unit: Unit, fd: int) -> None:
+        self.sel.unregister(fd)
+        os.close(fd)
+        del unit.fds[fd]
+
+    def _drain(self, unit: Unit) -> None:
+        # Bounded: an unprivileged sandbox's escaped grandchildren may still be writing.
+        for fd, name in list(unit.fds.items()):
+            for _ in range(1024):
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close_fd(unit, fd)
+                    break
+                self._append(unit, name, data)
+
+    def _drain_and_close(self, unit: Unit) -> None:
+        # The child and its uid are dead by now: what is in the pipes is all there will be.
+        self._drain(unit)
+        for fd in list(unit.fds):
+            self._close_fd(unit, fd)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._unwatch(pid)
+            if pid in self.units:
+                unit = self.units.pop(pid)
+                unit.status = status
+                unit.wall_s = time.monotonic() - unit.started
+                unit.cpu_s = ru.ru_utime + ru.ru_stime
+                unit.maxrss_kb = ru.ru_maxrss
+                if self.iso["uids"] and self._clean(unit):
+                    unit.clean = True  # its uid holds no process and its directory is empty
+                    self._complete(unit)
+                elif self.iso["uids"]:
+                    self._kill(unit)
+                    self._sweep(unit)
+                else:
+                    self._kill(unit)  # unprivileged: the process group is all we can reach
+                    self._complete(unit)
+            elif pid in self.sweepers:
+                unit = self.sweepers.pop(pid)
+                if os.waitstatus_to_exitcode(status) != 0 and unit.sweeps < 20:
+                    self._sweep(unit)  # killed by the program it was sweeping: try again
+                else:
+                    self._complete(unit)
+            # else: an orphan grandchild handed to us as subreaper; reaping it is all we owe it
+
+    def _clean(self, unit: Unit) -> bool:
+        """The child swept its uid and emptied its directory, then exited normally (worker)."""
+        self._drain(unit)
+        if unit.timed_out or unit.status is None or not os.WIFEXITED(unit.status):
+            return False
+        return self._said(unit, "clean", tail=True)
+
+    @staticmethod
+    def _said(unit: Unit, kind: str, tail: bool = False) -> bool:
+        """Whether the child reported `kind` (with our nonce: printed text cannot fake it)."""
+        buf = bytes(unit.bufs["res"][-200:]) if tail else bytes(unit.bufs["res"])
+        head, end = f'{{"t":"{kind}"'.encode(), f'"n":"{unit.nonce}"}}'.encode()
+        return any(ln.startswith(head) and ln.endswith(end) for ln in buf.split(b"\n"))
+
+    def _kill(self, unit: Unit) -> None:
+        for target in (-unit.pid, unit.pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _sweep(self, unit: Unit) -> None:
+        """Kill every process of the slot's uid, including ones that left the process group."""
+        uid = self.iso["uids"][unit.job.slot]
+        unit.sweeps += 1
+        unit.sweep_deadline = time.monotonic() + SWEEP_TIMEOUT_S
+        try:
+            pid = os.fork()
+        except OSError:
+            self._complete(unit)
+            return
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                # kill(-1) signals every process we may signal but ourselves: with our uid that
+                # is exactly the slot's processes. The kernel also catches forks in flight.
+                for _ in range(3):
+                    os.kill(-1, signal.SIGKILL)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        self.sweepers[pid] = unit
+        self._watch(pid)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for unit in self.units.values():
+            if not unit.timed_out and now >= unit.deadline:
+                unit.timed_out = True
+                self._kill(unit)
+        for pid, unit in self.sweepers.items():
+            if now >= unit.sweep_deadline:  # stopped by the program (SIGSTOP): retry on reap
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def _complete(self, unit: Unit) -> None:
+        self._drain_and_close(unit)
+        job = unit.job
+        if not unit.clean:
+            self.slot_dirs.discard(job.slot)  # recreated empty for the slot's next run
+        status = unit.status if unit.status is not None else 0
+        # Result lines go to the client as they came; it keeps those carrying this nonce.
+        run = {
+            "res": bytes(unit.bufs["res"]).decode("ascii", "replace"), "nonce": unit.nonce,
+            "timed_out": unit.timed_out,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "sig": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "cpu_s": unit.cpu_s, "maxrss_kb": unit.maxrss_kb, "wall_s": unit.wall_s,
+            "stdout": bytes(unit.bufs["out"]).decode("utf-8", "replace"),
+            "stderr": bytes(unit.bufs["err"]).decode("utf-8", "replace"),
+            "out_trunc": unit.truncated["out"], "err_trunc": unit.truncated["err"],
+            "res_trunc": unit.truncated["res"],
+        }  # fmt: skip
+        job.runs.append(run)
+        if self.eof:
+            self._finish_job(job)
+            return
+        more = job.kind == "io" and job.case_i + 1 < len(job.cases)
+        # Later cases would only repeat the same failure, at the cost of a full timeout each.
+        stop = unit.timed_out or run["sig"] == signal.SIGXCPU
+        if more and not (stop or self._said(unit, "syntax") or self._said(unit, "infra")):
+            job.case_i += 1
+            self._spawn(job)
+        else:
+            self._finish_job(job)
+
+    def _finish_job(self, job: Job, error: str | None = None) -> None:
+        if not self.eof:
+            self._send(
+                {"id": job.id, "error": error} if error else {"id": job.id, "runs": job.runs}
+            )
+        self._release(job)
+
+    def _release(self, job: Job) -> None:
+        if job.slot >= 0:
+            self.free_slots.append(job.slot)
+            job.slot = -1
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    worker = _load_worker(cfg["worker_path"])
+    for name in _PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    try:
+        iso, base = _setup_isolation(cfg)
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
+        iso, base = {"root": False, "netns": False, "mountns": False, "uid_drop": False,
+                     "audit_net": True, "uids": None}, tempfile.mkdtemp()  # fmt: skip
+    # Inherited by every child: setuid binaries cannot hand privileges back to a program.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # Children reuse these objects on their own fds 0-2 (see worker._confine).
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace")  # type: ignore[union-attr]
+    import gc
+
+    gc.collect()
+    gc.freeze()  # objects from start-up stay out of the collector: fewer copy-on-write faults
+    Zygote(cfg, worker, iso, base).serve()
+
+
+if __name__ == "__main__":
+    main()
