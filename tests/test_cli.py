@@ -1,0 +1,39 @@
+"""Every `collab-train` command answers `--help`, and the installed script runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from collabcoder.training.cli import app
+
+COMMANDS = sorted(
+    c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
+)
+
+
+def test_commands_are_registered() -> None:
+    assert {"config", "evaluate", "sample"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and "--help" in result.output
+
+
+def test_installed_script() -> None:
+    exe = shutil.which("collab-train")
+    assert exe, "collab-train is not on PATH: is the package installed?"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+
+
+def test_typer_app_type() -> None:
+    assert isinstance(app, typer.Typer)

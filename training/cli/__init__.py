@@ -1,0 +1,13 @@
+"""`collab-train`: importing this package registers every command on `app`."""
+
+from __future__ import annotations
+
+from collabcoder.training.cli import config_cmd, evaluate_cmd, sample_cmd  # noqa: F401  (registers)
+from collabcoder.training.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
