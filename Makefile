@@ -36,8 +36,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "no test ran: failing" >&2; exit 1; fi; exit $$rc
 
 lint: setup
-	$(BIN)/ruff check analyzers server training tests bench
-	$(BIN)/mypy analyzers server training
+	$(BIN)/python bench/lint.py
 
 bench-sandbox: setup
 	$(BIN)/python bench/sandbox_bench.py --out bench/results/sandbox.json
