@@ -27,8 +27,8 @@ $(STAMP):
 # the sandbox judges them, pass@k is printed and written to $(RUN_DIR).
 run: setup
 	$(BIN)/collab-train sample --model smollm2-135m-instruct --dataset humaneval \
-		--split "$(DEMO_SPLIT)" --out $(RUN_DIR)/samples.jsonl
-	$(BIN)/collab-train evaluate $(RUN_DIR)/samples.jsonl --dataset humaneval
+		--split "$(DEMO_SPLIT)" --out $(RUN_DIR)/samples.jsonl --resume
+	$(BIN)/collab-train evaluate $(RUN_DIR)/samples.jsonl --dataset humaneval --split "$(DEMO_SPLIT)"
 
 # pytest's exit code 5 (no test collected) is a failure here, not a pass.
 test: setup
