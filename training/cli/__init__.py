@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collabcoder.training.cli import config_cmd, evaluate_cmd, sample_cmd  # noqa: F401  (registers)
+from collabcoder.training.cli import (  # noqa: F401  (importing registers the commands)
+    config_cmd,
+    evaluate_cmd,
+    sample_cmd,
+    train_cmd,
+)
 from collabcoder.training.cli.app import app
 
 

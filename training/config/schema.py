@@ -112,7 +112,7 @@ class WandbSettings(Section):
 
 
 class LoggingConfig(Section):
-    report_to: list[ReportTo] = Field(default_factory=lambda: list[ReportTo](["jsonl"]))
+    report_to: list[ReportTo] = Field(default_factory=lambda: list[ReportTo](["jsonl", "tensorboard"]))
     wandb: WandbSettings = Field(default_factory=lambda: WandbSettings())
 
 
