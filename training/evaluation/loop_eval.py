@@ -221,20 +221,21 @@ def evaluate_config(config: LoopEvalConfig, config_name: str, data_root: Path,
     """Run the loop `n_repeat` times over every pair of the config's dataset (all levels).
 
     Each repetition writes its results.json atomically once it is complete; the readable logs
-    appear pair by pair so a long run can be followed.
+    appear pair by pair so a long run can be followed. The backends (built from the config
+    unless given) are closed at the end: HTTP clients die with the run's event loop anyway.
     """
     levels = level_dirs(data_root, config.dataset)  # raises PairsError naming the folder
     per_level = [(lvl, load_pairs(lvl)[:limit] if limit else load_pairs(lvl)) for lvl in levels]
     first, feedback = backends or backends_for(config, config.first_model, config.feedback_model)
     # One event loop for the whole run: HTTP clients belong to the loop that opened them.
     return asyncio.run(_evaluate_all(config, config_name, per_level, n_repeat, progress,
-                                     first, feedback, close=backends is None))
+                                     first, feedback))
 
 
 async def _evaluate_all(config: LoopEvalConfig, config_name: str,
                         per_level: list[tuple[Path, list[Pair]]], n_repeat: int,
-                        progress: PairProgress | None, first: Backend, feedback: Backend,
-                        close: bool) -> EvaluationRun:
+                        progress: PairProgress | None, first: Backend,
+                        feedback: Backend) -> EvaluationRun:
     loop_config = config.loop_config()
     run = EvaluationRun(config_name)
     total = sum(len(p) for _, p in per_level)
@@ -259,8 +260,7 @@ async def _evaluate_all(config: LoopEvalConfig, config_name: str,
                                   json.dumps(records, indent=2, ensure_ascii=False) + "\n")
                 run.repetitions.append(RepetitionResult(level_dir, folder, records))
     finally:
-        if close:
-            await _close(first, feedback)
+        await _close(first, feedback)
     return run
 
 
