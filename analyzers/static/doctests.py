@@ -17,6 +17,7 @@ from collabcoder.analyzers.static.base import _EXECUTOR
 from collabcoder.analyzers.static.context import AnalysisContext
 from collabcoder.analyzers.static.parsing import parse_code
 from collabcoder.analyzers.static.result import (
+    AnalyzerKind,
     AnalyzerResult,
     Diagnostic,
     infra_result,
@@ -138,7 +139,7 @@ class TestsAnalyzer:
     __test__ = False  # not a pytest class, despite the name
 
     name = "tests"
-    kind = "critical"
+    kind: AnalyzerKind = "critical"
 
     async def analyze(self, ctx: AnalysisContext, deadline: float) -> AnalyzerResult:
         suite = ctx.tests

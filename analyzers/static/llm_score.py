@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from collabcoder.analyzers.static.context import AnalysisContext
-from collabcoder.analyzers.static.result import AnalyzerResult, infra_result
+from collabcoder.analyzers.static.result import AnalyzerKind, AnalyzerResult, infra_result
 
 JUDGE_SYSTEM = (
     "You review code completions. Rate how good the completion is as a continuation of the "
@@ -69,7 +69,7 @@ def parse_score(text: str) -> int | None:
 
 class ScoreAnalyzer:
     name = "score"
-    kind = "score"
+    kind: AnalyzerKind = "score"
 
     def __init__(self, judge: JudgeBackend | None = None, max_tokens: int = 8) -> None:
         self.judge = judge

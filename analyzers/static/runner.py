@@ -38,8 +38,9 @@ def resolve_analyzers(
     for spec in names:
         if isinstance(spec, str):
             key = canonical_name(spec)
-            analyzer = ScoreAnalyzer(judge) if key == "score" and judge is not None else (
-                get_analyzer(key))
+            analyzer: Analyzer = (
+                ScoreAnalyzer(judge) if key == "score" and judge is not None else get_analyzer(key)
+            )
         else:
             analyzer = spec
         if analyzer.name not in seen:

@@ -83,7 +83,13 @@ class BackendSettings(_Section):
     backend_options: dict[str, Any] = Field(default_factory=dict)
 
     def api_key(self) -> str | None:
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:  # fail before the run, not with 401s on every pair
+            raise LoopConfigError(f"api_key_env names the environment variable "
+                                  f"{self.api_key_env!r}, which is not set")
+        return key
 
 
 class ReviewerSettings(BackendSettings):

@@ -36,10 +36,11 @@ PairProgress = Callable[[int, int, int], None]  # (repetition, pairs done, pairs
 
 def build_backend(kind: str, model: str, endpoint: str | None = None,
                   api_key: str | None = None, options: dict[str, Any] | None = None) -> Backend:
-    """`make_backend` plus the default: only `openai` talks to an endpoint."""
+    """`make_backend`; an endpoint with an in-process kind stays an error, but a key (which may
+    come from the environment) is dropped for them."""
     from collabcoder.server.backends.factory import make_backend
 
-    return make_backend(kind, model, endpoint=endpoint if kind == "openai" else None,
+    return make_backend(kind, model, endpoint=endpoint,
                         api_key=api_key if kind == "openai" else None, **(options or {}))
 
 
@@ -114,12 +115,14 @@ def readable_log(record: dict[str, Any], title: str = "") -> str:
     if record.get("log"):
         out += [record["log"], ""]
     turns = record.get("analyzer_results", [])
-    replies = 0
-    for msg in record.get("messages", []):
+    messages = record.get("messages", [])
+    # The `separate` variant keeps only the last turn in its messages: align from the end.
+    replies = len(turns) - len([m for m in messages if m["role"] == "assistant"])
+    for msg in messages:
         out.append(f"--- {msg['role']} ---")
         out.append(msg["content"])
         if msg["role"] == "assistant":
-            if replies < len(turns):
+            if 0 <= replies < len(turns):
                 for name, res in turns[replies].items():
                     state = ("infra error" if res.get("infra_error") else
                              "skipped" if res.get("skipped") else

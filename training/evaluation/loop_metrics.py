@@ -125,8 +125,17 @@ class SentenceEmbedder:
         except ImportError:
             raise MetricUnavailable("embedding_similarity needs torch and transformers "
                                     "(pip install 'collabcoder[train]')") from None
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).eval()
+        from transformers.utils import logging as hf_logging
+
+        # Its "Loading weights" bar would land in the middle of the CLI's own progress bar.
+        was_disabled = hf_logging.are_progress_bars_disabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._model = AutoModel.from_pretrained(path).eval()
+        finally:
+            if not was_disabled:
+                hf_logging.enable_progress_bar()
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
         import torch
