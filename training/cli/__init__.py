@@ -5,6 +5,7 @@ from __future__ import annotations
 from collabcoder.training.cli import (  # noqa: F401  (importing registers the commands)
     config_cmd,
     evaluate_cmd,
+    loop_cmd,
     sample_cmd,
     train_cmd,
 )

@@ -128,13 +128,13 @@ class SentenceEmbedder:
         from transformers.utils import logging as hf_logging
 
         # Its "Loading weights" bar would land in the middle of the CLI's own progress bar.
-        was_disabled = hf_logging.are_progress_bars_disabled()
+        was_enabled = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path)
             self._model = AutoModel.from_pretrained(path).eval()
         finally:
-            if not was_disabled:
+            if was_enabled:
                 hf_logging.enable_progress_bar()
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
