@@ -143,3 +143,29 @@ async def test_embedded_model_repairs_through_feedback() -> None:
     result = await FeedbackLoop(TransformersBackend(), config).run(AnalysisContext(prefix, ""))
     assert result.passed, result.log
     assert "os.listdir" in result.completion or "glob" in result.completion
+
+
+def test_prefilled_replies_continue_at_the_cursor() -> None:
+    from collabcoder.server.loop.prompts import (
+        PromptParts,
+        align_to_cursor,
+        first_messages,
+        prefilled_continuation,
+    )
+
+    prefix = "import os\n\n\ndef f(xs):\n    ys = sorted(xs)\n    "
+    messages = first_messages(PromptParts(prefix, prefill=True))
+    assert messages[-1]["role"] == "assistant"
+    assert messages[-1]["content"] == "```python\ndef f(xs):\n    ys = sorted(xs)\n    "
+    assert prefilled_continuation("return ys[0]\n```\nThis returns...") == "return ys[0]"
+    assert prefilled_continuation("```python\ndef f(xs): ...\n```") is None  # answered afresh
+    assert align_to_cursor(prefix, "\n    return ys[0]") == "return ys[0]"
+
+
+async def test_loop_prefills_for_backends_that_continue(tiny_backend: TransformersBackend) -> None:
+    config = LoopConfig(analyzers=FAST, max_iter=0, temperature=1.0, max_tokens=6, seed=4)
+    result = await FeedbackLoop(tiny_backend, config).run(AnalysisContext(PREFIX, ""))
+    assert result.best is not None
+    # the node's conversation holds the prefill and the reply as one assistant message
+    last = result.best.messages[-1]
+    assert last["role"] == "assistant" and last["content"].startswith("```python\ndef add(")

@@ -86,7 +86,8 @@ class OpenAIBackend:
     `timeout_s` bounds the wait for a reply (or between two streamed chunks); `max_retries`
     retries of retryable failures, `backoff_s` doubling up to `max_backoff_s`. `check_model`
     asks /v1/models once whether `model` is served. `extra_body` carries server-specific
-    parameters (vLLM's top_k, Ollama's options)."""
+    parameters (vLLM's top_k, Ollama's options). `prefill`: the server continues a trailing
+    assistant message (vLLM and `collabcoder.server.openai_server` do; OpenAI's API does not)."""
 
     name = "openai"
 
@@ -105,6 +106,7 @@ class OpenAIBackend:
         max_backoff_s: float = 8.0,
         check_model: bool = True,
         extra_body: Mapping[str, object] | None = None,
+        prefill: bool = False,
     ) -> None:
         if endpoint_kind not in ("chat", "completions"):
             raise ValueError(
@@ -122,6 +124,7 @@ class OpenAIBackend:
         self.max_backoff_s = max_backoff_s
         self.check_model = check_model
         self.extra_body = dict(extra_body or {})
+        self.supports_prefill = prefill
         self._api_key = api_key or ""
         self._client: openai.AsyncOpenAI | None = None
         self._model_checked = False
@@ -169,6 +172,10 @@ class OpenAIBackend:
                 )
             if request.messages is not None:
                 params["messages"] = [dict(m) for m in request.messages]
+                if self.supports_prefill and request.messages[-1]["role"] == "assistant":
+                    # vLLM's (and our server's) way to continue a partial assistant reply.
+                    prefill_body = {"continue_final_message": True, "add_generation_prompt": False}
+                    params["extra_body"] = {**prefill_body, **(self.extra_body or {})}
             else:
                 params["messages"] = [{"role": "user", "content": request.prompt}]
         else:
@@ -186,7 +193,7 @@ class OpenAIBackend:
             params["prompt"] = prompt
         if stops:
             params["stop"] = list(dict.fromkeys(stops))
-        if self.extra_body:
+        if self.extra_body and "extra_body" not in params:
             params["extra_body"] = dict(self.extra_body)
         return params
 

@@ -174,6 +174,7 @@ def _queue_streamer(
 
 
 class TransformersBackend:
+    supports_prefill = True  # a trailing assistant message is continued, not answered
     name = "transformers"
 
     def __init__(
@@ -212,8 +213,12 @@ class TransformersBackend:
             )
         tok = self._loaded().tokenizer
         if getattr(tok, "chat_template", None):
+            messages = list(request.messages or ())
+            # A trailing assistant message is a prefill: the reply continues it.
+            prefill = bool(messages) and messages[-1]["role"] == "assistant"
             prompt = tok.apply_chat_template(
-                list(request.messages or ()), tokenize=False, add_generation_prompt=True
+                messages, tokenize=False, add_generation_prompt=not prefill,
+                continue_final_message=prefill,
             )
             return str(prompt), request.stop
         return "\n\n".join(m["content"] for m in request.messages or ()) + "\n", request.stop

@@ -35,6 +35,7 @@ def _import_vllm() -> Any:
 
 
 class VLLMBackend:
+    supports_prefill = True  # a trailing assistant message is continued, not answered
     name = "vllm"
 
     def __init__(
@@ -89,8 +90,11 @@ class VLLMBackend:
                 return self.fim.build(request.prompt, request.suffix), stops + list(self.fim.stop)
             return request.prompt, stops
         tokenizer = await self._engine.get_tokenizer()
+        messages = list(request.messages or ())
+        prefill = bool(messages) and messages[-1]["role"] == "assistant"
         prompt = tokenizer.apply_chat_template(
-            list(request.messages or ()), tokenize=False, add_generation_prompt=True
+            messages, tokenize=False, add_generation_prompt=not prefill,
+            continue_final_message=prefill,
         )
         return str(prompt), stops
 

@@ -4,6 +4,10 @@ Two prompt styles:
 - `chat` (instruct models): the code with a cursor marker; the model replies with the code from
   the start of the current function (or just the continuation) in a fenced block, and
   `continuation_from_reply` aligns that with the prefix to find what goes after the cursor.
+  With a backend that continues a trailing assistant message (`supports_prefill`), the reply is
+  prefilled with a code fence and the code from the enclosing function down to the cursor, so
+  the model can only continue at the cursor: small instruct models otherwise rewrite the whole
+  function, which cannot always be aligned with what the user typed.
 - `fim` (base coder models): a fill-in-the-middle prompt; feedback cannot be a conversation
   turn, so it goes into the prefix as comments above the cursor's statement.
 """
@@ -147,19 +151,62 @@ class PromptParts:
     suffix: str = ""
     system_prompt: str = SYSTEM_PROMPT
     style: PromptStyle = "chat"
+    prefill: bool = False  # start the reply with the code up to the cursor (see module doc)
+
+
+PREFILL_FENCE = "```python\n"
+
+
+def prefill_text(prefix: str, max_lines: int = 40) -> str:
+    """The reply's start: a fence, then the prefix from the enclosing top-level statement (a
+    function, a class) or the last `max_lines` lines, down to the cursor."""
+    lines = prefix.split("\n")
+    start = max(0, len(lines) - max_lines)
+    for i in range(len(lines) - 1, start - 1, -1):
+        if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}") and not lines[i].startswith(
+            ("@",)
+        ):
+            start = i
+            while start > 0 and lines[start - 1].startswith("@"):  # keep decorators
+                start -= 1
+            break
+    return PREFILL_FENCE + "\n".join(lines[start:])
+
+
+def prefilled_continuation(reply: str) -> str | None:
+    """The continuation in a reply to a prefilled request, or None when the backend answered
+    afresh (a new fenced block) instead of continuing."""
+    if "```python" in reply or reply.lstrip().startswith("```"):
+        return None
+    return reply.split("\n```")[0].split("```")[0]
+
+
+def align_to_cursor(prefix: str, text: str) -> str:
+    """A continuation that opens with a line break while the cursor already stands after the
+    indentation of an empty line: start it on that line instead of leaving a blank one."""
+    cursor_text = prefix.split("\n")[-1]
+    if cursor_text.strip() or not text.startswith("\n"):
+        return text
+    text = text.lstrip("\n")
+    return text[len(cursor_text):] if text.startswith(cursor_text) else text.lstrip(" \t")
 
 
 def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:
-    return (
+    messages = (
         {"role": "system", "content": parts.system_prompt},
         {"role": "user", "content": first_user_message(parts.prefix, parts.suffix)},
     )
+    if parts.prefill:
+        return (*messages, {"role": "assistant", "content": prefill_text(parts.prefix)})
+    return messages
 
 
 def feedback_messages(parts: PromptParts, history: Sequence[dict[str, str]], attempt: str,
                       feedback: str, variant: FeedbackVariant) -> tuple[dict[str, str], ...]:
     turn = {"role": "user",
             "content": feedback_user_message(feedback, variant, attempt, parts.prefix, parts.suffix)}
+    prefill = ({"role": "assistant", "content": prefill_text(parts.prefix)},) if parts.prefill \
+        else ()
     if variant == "coworker":
-        return (*history, turn)
-    return ({"role": "system", "content": parts.system_prompt}, turn)
+        return (*history, turn, *prefill)
+    return ({"role": "system", "content": parts.system_prompt}, turn, *prefill)

@@ -34,10 +34,12 @@ from collabcoder.server.loop.prompts import (
     FeedbackVariant,
     PromptParts,
     PromptStyle,
+    align_to_cursor,
     continuation_from_reply,
     feedback_messages,
     fim_feedback_prefix,
     first_messages,
+    prefilled_continuation,
     trim_to_block,
 )
 
@@ -55,6 +57,7 @@ class LoopConfig:
     feedback_variant: FeedbackVariant = "coworker"
     feedback_format: FeedbackFormat = "analyzers"
     prompt_style: PromptStyle = "chat"
+    prefill: bool = True  # continue a prefilled reply where the backend supports it
     system_prompt: str = SYSTEM_PROMPT
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
@@ -165,6 +168,7 @@ class FeedbackLoop:
         self.feedback_backend = feedback_backend or backend
         self.config = config or LoopConfig()
         self.judge = judge
+        self._prefilled = False
 
     async def run(self, site: AnalysisContext, on_iteration: OnIteration | None = None,
                   entry_point: str | None = None) -> LoopResult:
@@ -174,7 +178,10 @@ class FeedbackLoop:
         started = time.monotonic()
         deadline = started + cfg.time_budget_s if cfg.time_budget_s is not None else math.inf
         rng = random.Random(cfg.seed)
-        parts = PromptParts(site.prefix, site.suffix, cfg.system_prompt, cfg.prompt_style)
+        prefill = cfg.prompt_style == "chat" and cfg.prefill and all(
+            getattr(b, "supports_prefill", False) for b in (self.backend, self.feedback_backend))
+        parts = PromptParts(site.prefix, site.suffix, cfg.system_prompt, cfg.prompt_style, prefill)
+        self._prefilled = prefill
         state = _RunState(log=[], errors=[], seen=set(), nodes=[], tokens=0)
 
         async def judge_batch(parent: Node | None, messages: tuple[dict[str, str], ...],
@@ -186,8 +193,12 @@ class FeedbackLoop:
                 budget = max(0.05, deadline - time.monotonic()) if deadline < math.inf else None
                 results = await run_analyzers(ctx, cfg.analyzers, budget, judge=self.judge)
                 node_id = f"{parent.id}.{len(state.children_of(parent))}" if parent else f"R.{i}"
-                reply_msg = {"role": "assistant", "content": cand.text}
-                node = Node(node_id, parent, (*messages, reply_msg), cand.text, completion,
+                history = messages
+                reply = cand.text
+                if messages and messages[-1]["role"] == "assistant":  # prefilled: one message
+                    history, reply = messages[:-1], messages[-1]["content"] + cand.text
+                reply_msg = {"role": "assistant", "content": reply}
+                node = Node(node_id, parent, (*history, reply_msg), cand.text, completion,
                             results, cand.completion_tokens)
                 state.nodes.append(node)
                 children.append(node)
@@ -247,7 +258,12 @@ class FeedbackLoop:
     def _completion_of(self, prefix: str, reply: str) -> str:
         if self.config.prompt_style == "fim":
             return reply
-        return trim_to_block(prefix, continuation_from_reply(prefix, reply))
+        continued = prefilled_continuation(reply) if self._prefilled else None
+        if continued is not None:
+            continued = align_to_cursor(prefix, continued)
+        else:
+            continued = continuation_from_reply(prefix, reply)
+        return trim_to_block(prefix, continued)
 
     def _feedback_text(self, node: Node, site: AnalysisContext, entry_point: str | None) -> str:
         fmt = self.config.feedback_format
@@ -295,8 +311,10 @@ class FeedbackLoop:
     def _request(self, parts: PromptParts, messages: tuple[dict[str, str], ...],
                  feedback: str | None, n: int, temperature: float) -> CompletionRequest:
         cfg = self.config
+        # A prefilled reply sits inside a code fence: its closing fence ends the code.
+        stop = (*cfg.stop, "\n```") if parts.prefill and "\n```" not in cfg.stop else cfg.stop
         common: dict[str, Any] = {"n": n, "temperature": temperature,
-                                  "max_tokens": cfg.max_tokens, "stop": cfg.stop, "seed": cfg.seed}
+                                  "max_tokens": cfg.max_tokens, "stop": stop, "seed": cfg.seed}
         if cfg.prompt_style == "fim":
             prefix = fim_feedback_prefix(parts.prefix, feedback) if feedback else parts.prefix
             return CompletionRequest(prompt=prefix, suffix=parts.suffix, **common)
