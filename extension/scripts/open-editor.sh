@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Opens VS Code with the Collab Coder extension on the embedded default model
+# (SmolLM2-135M-Instruct, `transformers` backend), the server run by the repository's .venv.
+#
+#   extension/scripts/open-editor.sh [WORKSPACE]      (default: runs/editor-demo)
+#
+# With `code` on PATH: installs the .vsix into that VS Code and opens the workspace.
+# Otherwise (or with COLLAB_USE_CODE_SERVER=1): starts code-server 4.100.3 (installed by
+# /work/shared/tools/vscode-e2e/setup.sh when missing) with the extension, prints its URL and
+# serves until Ctrl+C. COLLAB_EDITOR_HOST / COLLAB_EDITOR_PORT pick the address (127.0.0.1:8080).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+VSIX="${COLLAB_VSIX:-$REPO/collab-coder.vsix}"
+PYTHON="${COLLAB_PYTHON:-$REPO/.venv/bin/python}"
+WORKSPACE="$(mkdir -p "${1:-$REPO/runs/editor-demo}" && cd "${1:-$REPO/runs/editor-demo}" && pwd)"
+HOST="${COLLAB_EDITOR_HOST:-127.0.0.1}"
+PORT="${COLLAB_EDITOR_PORT:-8080}"
+
+[ -f "$VSIX" ] || { echo "open-editor: $VSIX is missing; build it with 'make extension' (npm run package)" >&2; exit 1; }
+[ -x "$PYTHON" ] || { echo "open-editor: $PYTHON is missing; run 'make setup' first" >&2; exit 1; }
+"$PYTHON" -c "import collabcoder.server" 2>/dev/null \
+  || { echo "open-editor: $PYTHON cannot import collabcoder.server; run 'make setup'" >&2; exit 1; }
+
+# A demo workspace: a Python file to type in, and the server's interpreter in its settings.
+if [ ! -e "$WORKSPACE/demo.py" ]; then
+  cat > "$WORKSPACE/demo.py" <<'EOF'
+import math
+
+
+def area_of_circle(radius: float) -> float:
+    """Return the area of a circle with the given radius."""
+    # Type `return ` on the next line and wait for the ghost text; Tab accepts it.
+    # Collab: Run Feedback Iterations (Ctrl+Alt+Enter) runs the loop at the cursor.
+
+EOF
+fi
+mkdir -p "$WORKSPACE/.vscode"
+if [ ! -e "$WORKSPACE/.vscode/settings.json" ]; then
+  cat > "$WORKSPACE/.vscode/settings.json" <<EOF
+{
+  "collab.server.pythonPath": "$PYTHON",
+  "collab.backend": "transformers",
+  "collab.model": "smollm2-135m-instruct"
+}
+EOF
+fi
+
+if command -v code >/dev/null 2>&1 && [ -z "${COLLAB_USE_CODE_SERVER:-}" ]; then
+  code --install-extension "$VSIX" --force
+  echo "open-editor: opening $WORKSPACE in VS Code"
+  exec code "$WORKSPACE" "$WORKSPACE/demo.py"
+fi
+
+# code-server: its own user-data and extensions folders under runs/, workspace trust off.
+if command -v code-server >/dev/null 2>&1; then
+  CODE_SERVER="$(command -v code-server)"
+else
+  SETUP="${VSCODE_E2E_SETUP:-/work/shared/tools/vscode-e2e/setup.sh}"
+  [ -f "$SETUP" ] || { echo "open-editor: neither 'code' nor 'code-server' is on PATH, and $SETUP is missing" >&2; exit 1; }
+  PREFIX="$(bash "$SETUP" | tail -n 1)"
+  CODE_SERVER="$PREFIX/node_modules/.bin/code-server"
+fi
+STATE="$REPO/runs/code-server"
+mkdir -p "$STATE/user-data/User" "$STATE/extensions"
+if [ ! -e "$STATE/user-data/User/settings.json" ]; then
+  cat > "$STATE/user-data/User/settings.json" <<'EOF'
+{
+  "security.workspace.trust.enabled": false,
+  "workbench.startupEditor": "none",
+  "telemetry.telemetryLevel": "off",
+  "update.mode": "none"
+}
+EOF
+fi
+"$CODE_SERVER" --user-data-dir "$STATE/user-data" --extensions-dir "$STATE/extensions" --install-extension "$VSIX" --force
+echo "open-editor: VS Code (code-server) with Collab Coder: http://$HOST:$PORT/?folder=$WORKSPACE"
+echo "open-editor: Ctrl+C stops it"
+exec "$CODE_SERVER" --auth none --bind-addr "$HOST:$PORT" --disable-telemetry --disable-update-check \
+  --disable-workspace-trust --user-data-dir "$STATE/user-data" --extensions-dir "$STATE/extensions" "$WORKSPACE"
