@@ -128,6 +128,12 @@ async def test_turn_protocol_feedback_format(tiny_backend: TransformersBackend) 
     assert "The completion you provided" not in feedback_turn  # not the analyzers' format
 
 
+def test_a_reply_that_only_restates_the_typed_line_adds_nothing() -> None:
+    prefix = 'def square(x: int) -> int:\n    """Return x squared."""\n    return '
+    reply = '```python\ndef square(x: int) -> int:\n    """Return x squared."""\n    return'
+    assert continuation_from_reply(prefix, reply) == ""
+
+
 def test_continuation_and_trimming() -> None:
     prefix = "def f(xs):\n    ys = sorted(xs)\n    return y"
     reply = "```python\ndef f(xs):\n    ys = sorted(xs)\n    return ys[0]\n\nprint(f([2, 1]))\n```"

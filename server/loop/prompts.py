@@ -100,6 +100,8 @@ def continuation_from_reply(prefix: str, reply: str) -> str:
         for i in range(len(reply_lines) - 1, -1, -1):
             if _norm(reply_lines[i]) == anchor:
                 rest = reply_lines[i + 1:]
+                if cursor_text.strip() and rest and _norm(cursor_text).startswith(_norm(rest[0])):
+                    return ""  # the reply restates the typed line and stops: nothing new
                 return _strip_indent_prefix("\n".join(rest), cursor_text).rstrip()
     return _strip_indent_prefix(code, cursor_text).rstrip()
 
