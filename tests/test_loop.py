@@ -145,7 +145,7 @@ async def test_embedded_model_repairs_through_feedback() -> None:
     """SmolLM2 (greedy) through the loop with mypy/jedi analyzers: the result passes them."""
     prefix = ('import os\n\n\ndef list_python_files(folder: str) -> list[str]:\n'
               '    """Return the names of the .py files in folder."""\n    ')
-    config = LoopConfig(max_iter=3, max_tokens=80, temperature=0.0, stop=("\n```\n",))
+    config = LoopConfig(max_iter=3, max_tokens=80, temperature=0.0, seed=0)
     result = await FeedbackLoop(TransformersBackend(), config).run(AnalysisContext(prefix, ""))
     assert result.passed, result.log
     assert "os.listdir" in result.completion or "glob" in result.completion
@@ -166,6 +166,8 @@ def test_prefilled_replies_continue_at_the_cursor() -> None:
     assert prefilled_continuation("return ys[0]\n```\nThis returns...") == "return ys[0]"
     assert prefilled_continuation("```python\ndef f(xs): ...\n```") is None  # answered afresh
     assert align_to_cursor(prefix, "\n    return ys[0]") == "return ys[0]"
+    # a new top-level function is not part of this one
+    assert trim_to_block(prefix, align_to_cursor(prefix, "\ndef g():\n    pass")) == ""
 
 
 async def test_loop_prefills_for_backends_that_continue(tiny_backend: TransformersBackend) -> None:

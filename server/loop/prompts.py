@@ -189,8 +189,10 @@ def align_to_cursor(prefix: str, text: str) -> str:
     cursor_text = prefix.split("\n")[-1]
     if cursor_text.strip() or not text.startswith("\n"):
         return text
-    text = text.lstrip("\n")
-    return text[len(cursor_text):] if text.startswith(cursor_text) else text.lstrip(" \t")
+    body = text.lstrip("\n")
+    if body.startswith(cursor_text):
+        return body[len(cursor_text):]
+    return text  # less indented than the cursor: it left the block, which trim_to_block cuts
 
 
 def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:

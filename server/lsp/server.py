@@ -232,6 +232,7 @@ class CollabLanguageServer(LanguageServer):
         if self._config_lock is None:
             self._config_lock = asyncio.Lock()
         async with self._config_lock:
+            errors: list[str]
             if keep:
                 settings, errors = self.settings, []
             else:
