@@ -56,7 +56,7 @@ fi
 if command -v code-server >/dev/null 2>&1; then
   CODE_SERVER="$(command -v code-server)"
 else
-  SETUP="${VSCODE_E2E_SETUP:-/work/shared/tools/vscode-e2e/setup.sh}"
+  SETUP="${VSCODE_E2E_SETUP:-$REPO/../shared/tools/vscode-e2e/setup.sh}"
   [ -f "$SETUP" ] || { echo "open-editor: neither 'code' nor 'code-server' is on PATH, and $SETUP is missing" >&2; exit 1; }
   PREFIX="$(bash "$SETUP" | tail -n 1)"
   CODE_SERVER="$PREFIX/node_modules/.bin/code-server"
