@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -28,8 +29,9 @@ def test_every_command_has_help(command: str) -> None:
 
 
 def test_installed_script() -> None:
-    exe = shutil.which("collab-train")
-    assert exe, "collab-train is not on PATH: is the package installed?"
+    # Beside the running interpreter: CI runs .venv/bin/python without activating the venv.
+    exe = Path(sys.executable).parent / "collab-train"
+    assert exe.is_file(), f"{exe} is missing: is the package installed?"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     for command in COMMANDS:
         assert command in out

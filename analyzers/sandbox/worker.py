@@ -542,6 +542,27 @@ def _empty_workdir(workdir: str) -> bool:
         return False  # e.g. the program chmod-ed things away: the zygote cleans up as root
 
 
+def warm_up(rounds: int = 64) -> None:
+    """Run the judging code on a tiny trusted program in the zygote, before it forks.
+
+    CPython 3.11 counts calls and specializes bytecode in place, inside the code objects: done
+    here once, a child no longer writes to (and so copies) the pages holding our functions'
+    code. Leaves no trace: the result lines go to /dev/null, the module and source are dropped.
+    """
+    suite = compile_suite("f", "", [["assert candidate() is None", True, 1],
+                                    ["assert candidate() == 1", True, 2],
+                                    ["assert not candidate()", True, 3]])  # fmt: skip
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        rep = _Reporter(fd, "0" * 24)
+        for _ in range(rounds):
+            run_asserts(rep, "def f():\n    return None\n", suite)
+    finally:
+        os.close(fd)
+        sys.modules.pop("solution", None)
+        linecache.cache.pop(PROGRAM_FILE, None)
+
+
 def child_main(u: dict[str, Any]) -> None:
     """Entry point in the forked child. Never returns."""
     try:

@@ -641,6 +641,7 @@ def main() -> None:
         stream.reconfigure(encoding="utf-8", errors="backslashreplace")  # type: ignore[union-attr]
     import gc
 
+    worker.warm_up()
     gc.collect()
     gc.freeze()  # objects from start-up stay out of the collector: fewer copy-on-write faults
     Zygote(cfg, worker, iso, base).serve()
