@@ -195,6 +195,27 @@ def align_to_cursor(prefix: str, text: str) -> str:
     return text  # less indented than the cursor: it left the block, which trim_to_block cuts
 
 
+def drop_cursor_marker(reply: str) -> str:
+    """Remove an echoed cursor marker, and a partial one where the token limit cut the reply."""
+    reply = reply.replace(CURSOR, "")
+    for k in range(len(CURSOR) - 1, 1, -1):
+        if reply.endswith(CURSOR[:k]):
+            return reply[:-k]
+    return reply
+
+
+def completion_from_reply(prefix: str, reply: str, prefilled: bool) -> str:
+    """The text a chat reply inserts at the cursor: the continuation of a prefilled reply, or
+    the part of a fresh reply after the code already typed; cut at the end of the function."""
+    reply = drop_cursor_marker(reply)
+    continued = prefilled_continuation(reply) if prefilled else None
+    if continued is not None:
+        continued = align_to_cursor(prefix, continued)
+    else:
+        continued = continuation_from_reply(prefix, reply)
+    return trim_to_block(prefix, continued)
+
+
 def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:
     messages = (
         {"role": "system", "content": parts.system_prompt},

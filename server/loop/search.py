@@ -34,13 +34,10 @@ from collabcoder.server.loop.prompts import (
     FeedbackVariant,
     PromptParts,
     PromptStyle,
-    align_to_cursor,
-    continuation_from_reply,
+    completion_from_reply,
     feedback_messages,
     fim_feedback_prefix,
     first_messages,
-    prefilled_continuation,
-    trim_to_block,
 )
 
 FeedbackFormat = Literal["analyzers", "level_feedback", "level_passed", "passed", "plain"]
@@ -258,12 +255,7 @@ class FeedbackLoop:
     def _completion_of(self, prefix: str, reply: str) -> str:
         if self.config.prompt_style == "fim":
             return reply
-        continued = prefilled_continuation(reply) if self._prefilled else None
-        if continued is not None:
-            continued = align_to_cursor(prefix, continued)
-        else:
-            continued = continuation_from_reply(prefix, reply)
-        return trim_to_block(prefix, continued)
+        return completion_from_reply(prefix, reply, self._prefilled)
 
     def _feedback_text(self, node: Node, site: AnalysisContext, entry_point: str | None) -> str:
         fmt = self.config.feedback_format

@@ -29,15 +29,12 @@ from collabcoder.server.backends.fim import resolve_fim_template
 from collabcoder.server.backends.transformers_backend import TransformersBackend
 from collabcoder.server.loop import FeedbackLoop, IterationEvent, LoopConfig
 from collabcoder.server.loop.prompts import (
-    CURSOR,
     PromptParts,
     PromptStyle,
-    continuation_from_reply,
+    completion_from_reply,
     extract_code,
     first_messages,
     first_user_message,
-    prefilled_continuation,
-    trim_to_block,
 )
 from collabcoder.server.lsp.agents import AgentTeam, TeamTurn, enclosing_function
 from collabcoder.server.lsp.context import Site
@@ -106,25 +103,9 @@ def _norm(line: str) -> str:
     return " ".join(line.split())
 
 
-def _drop_partial_marker(reply: str) -> str:
-    """A reply cut off by the token limit may end in the middle of the cursor marker."""
-    for k in range(len(CURSOR) - 1, 1, -1):
-        if reply.endswith(CURSOR[:k]):
-            return reply[:-k]
-    return reply
-
-
 def reply_to_completion(style: PromptStyle, site: Site, reply: str, prefilled: bool) -> str:
-    """The part of a reply that goes at the cursor, cleaned up. A prefilled reply (the request
-    ended with the code down to the cursor) is the continuation itself."""
-    text = reply
-    if style == "chat":
-        continued = prefilled_continuation(reply) if prefilled else None
-        if continued is not None:
-            continued = _drop_partial_marker(continued.replace(CURSOR, ""))  # echoed marker
-        else:
-            continued = continuation_from_reply(site.prefix, _drop_partial_marker(reply))
-        text = trim_to_block(site.prefix, continued)
+    """The part of a reply that goes at the cursor, cleaned up like an inline suggestion."""
+    text = completion_from_reply(site.prefix, reply, prefilled) if style == "chat" else reply
     return clean_completion(text, site.prefix, site.suffix, site.mode).text
 
 
@@ -218,7 +199,7 @@ class SiteLoop(FeedbackLoop):
         self._window_first = first_user_message(site.prompt_prefix, site.prompt_suffix)
 
     def _completion_of(self, prefix: str, reply: str) -> str:
-        base = super()._completion_of(prefix, _drop_partial_marker(reply))
+        base = super()._completion_of(prefix, reply)
         return clean_completion(base, self.site.prefix, self.site.suffix, self.site.mode).text
 
     def _request(
