@@ -273,6 +273,19 @@ def test_io_exit_codes(sb: Sandbox) -> None:
     assert bad.outcome is Outcome.RUNTIME_ERROR and bad.tests[0].message == "exit status 3"
 
 
+def test_each_run_has_its_own_random_seed_and_environment(sb: Sandbox) -> None:
+    """Children are copies of one process: they must not all draw the same random numbers."""
+    suite = IOSuite((IOCase("", ""),))
+    program = (
+        "import os, random, sys\n"
+        "print(random.getrandbits(64), os.environ['HOME'] == os.getcwd() == os.environ['TMPDIR'],"
+        " sys.argv)\n"
+    )
+    outs = [v.stdout for v in sb.run_many([IOJob(program, suite)] * 4)]
+    assert len({o.split()[0] for o in outs}) == 4
+    assert all(o.split()[1:] == ["True", "['main.py']"] for o in outs), outs
+
+
 def test_io_runtime_error_and_syntax_error(sb: Sandbox) -> None:
     suite = IOSuite((IOCase("", "1\n"), IOCase("", "1\n")))
     v = sb.run_io("print(1)\nprint([][0])\n", suite)

@@ -7,8 +7,8 @@ trust tables) is bound before any program runs, so a program that patches ``buil
 modules cannot change how its tests are judged. Standard library only: the zygote runs under
 ``python -I -S``.
 
-Results go to fd 3 as JSON lines tagged with a per-run nonce; stdout/stderr are separate pipes,
-so printed text can never be taken for a result.
+Results go to fd 3 (a memfd the zygote reads once the child is gone) as JSON lines tagged with a
+per-run nonce; stdout/stderr are separate pipes, so printed text can never be taken for a result.
 """
 
 from __future__ import annotations
@@ -292,50 +292,72 @@ def _deny_inet(event: str, args: tuple[Any, ...]) -> None:
         raise PermissionError("network access is disabled in the sandbox")
 
 
+_MAX_FD = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+_ENV_DATA: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)  # CPython's os._Environ
+
+
+def _set_env(name: bytes, value: bytes) -> None:
+    os.putenv(name, value)
+    if _ENV_DATA is not None:  # what os.environ[name] = value does, minus its encode calls
+        _ENV_DATA[name] = value
+    else:  # pragma: no cover - other Pythons
+        os.environ[name.decode()] = value.decode()
+
+
 def _confine(u: dict[str, Any]) -> None:
-    if u.get("reset_signals"):  # only when the zygote runs a SIGCHLD handler (no pidfd)
+    # Every call here runs in each child before the program: each object it touches costs a
+    # copy-on-write page, so the zygote prepares what it can (fds >= 4, bytes, limit tuples).
+    if u["reset_signals"]:  # only when the zygote runs a SIGCHLD handler (no pidfd)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setpgid(0, 0)
-    if u.get("stdin") is not None:
+    stdin = u["stdin"]
+    fd_in = 0  # the zygote's fd 0 is /dev/null already
+    if stdin is not None:
         fd_in = os.memfd_create("stdin", 0)
-        data = u["stdin"].encode("utf-8", "surrogateescape")
+        data = stdin.encode("utf-8", "surrogateescape")
         while data:
             data = data[os.write(fd_in, data) :]
         os.lseek(fd_in, 0, os.SEEK_SET)
-    else:
-        fd_in = os.open(os.devnull, os.O_RDONLY)
-    # Move the sources above the targets first so no dup2 clobbers a source still needed.
-    srcs = [
-        fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (fd_in, u["out_w"], u["err_w"], u["res_w"])
-    ]
+    srcs = [fd_in, u["out_w"], u["err_w"], u["res_w"]]
+    if min(srcs[1:]) <= RESULTS_FD or 0 < fd_in <= RESULTS_FD:
+        # Move the sources above the targets first so no dup2 clobbers a source still needed.
+        srcs = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in srcs]
     for target, src in enumerate(srcs):
-        os.dup2(src, target, inheritable=target != RESULTS_FD)
-    os.closerange(RESULTS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        if src != target:
+            os.dup2(src, target, inheritable=target != RESULTS_FD)
+    os.closerange(RESULTS_FD + 1, _MAX_FD)
     os.chdir(u["workdir"])
-
-    lim = u["limits"]
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["fsize_bytes"], lim["fsize_bytes"]))
-    if u.get("nproc") is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (u["nproc"], u["nproc"]))
-    uid = u.get("uid")
+    for which, limit in u["rlimits"]:
+        resource.setrlimit(which, limit)
+    uid = u["uid"]
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-        if os.getuid() != uid or os.geteuid() != uid or os.getegid() != uid:
+        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
             raise RuntimeError("privilege drop failed")
-
     # The zygote's environment is already minimal (set by the client); only these differ per run.
-    os.environ["HOME"] = os.environ["TMPDIR"] = u["workdir"]
-    if u.get("audit_net"):
+    home = u["workdir_b"]
+    _set_env(b"HOME", home)
+    _set_env(b"TMPDIR", home)
+    if u["audit_net"]:
         sys.addaudithook(_deny_inet)
     # sys.std* are the zygote's own objects on fds 0-2, never used there, so their buffers are
     # empty: after the dup2s above they read and write this run's stdin/stdout/stderr.
-    sys.argv = ["main.py"]
+
+
+def rlimits(limits: dict[str, Any], nproc: int | None) -> list[tuple[int, tuple[int, int]]]:
+    """The run's resource limits as `setrlimit` arguments (built in the zygote, once per job)."""
+    out = [
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1)),
+        (resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"])),
+        (resource.RLIMIT_FSIZE, (limits["fsize_bytes"], limits["fsize_bytes"])),
+    ]
+    if nproc is not None:
+        out.append((resource.RLIMIT_NPROC, (nproc, nproc)))
+    return out
 
 
 def _flush() -> None:

@@ -32,7 +32,6 @@ import selectors
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -44,10 +43,13 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 RESULTS_CAP = 16 * 1024 * 1024
 SWEEP_TIMEOUT_S = 2.0
+# Warm for programs that import them. Not `random` (nor `statistics`, `tempfile`, which import it):
+# its at-fork hook would reseed in every child, a cost each run pays; a program importing it
+# gets a fresh seed anyway.
 _PRELOAD = (
     "abc array ast bisect calendar cmath collections copy dataclasses datetime decimal enum "
-    "fractions functools hashlib heapq itertools json math numbers operator random re statistics "
-    "string textwrap typing unicodedata"
+    "fractions functools hashlib heapq itertools json math numbers operator re string textwrap "
+    "typing unicodedata"
 ).split()
 
 
@@ -110,10 +112,22 @@ def _setup_isolation(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if iso["mountns"]:
         base = "/tmp"
     else:
-        base = tempfile.mkdtemp(prefix="collab-sandbox-")
+        base = _private_tmpdir()
         os.chmod(base, 0o711)  # slot uids may enter their own directory, never list others
     os.chdir("/")
     return iso, base
+
+
+def _private_tmpdir() -> str:
+    """A fresh 0700 directory under /tmp, as tempfile.mkdtemp makes (tempfile would import
+    `random`, whose at-fork reseed then runs in every child; programs that want it import it)."""
+    while True:
+        path = f"/tmp/collab-sandbox-{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
 
 
 def _world_searchable(path: str) -> bool:
@@ -205,7 +219,8 @@ class Unit:
     def __init__(self, job: Job, nonce: str, workdir: str) -> None:
         self.job, self.nonce, self.workdir = job, nonce, workdir
         self.pid = 0
-        self.fds: dict[int, str] = {}  # read end -> "res" | "out" | "err"
+        self.fds: dict[int, str] = {}  # read end -> "out" | "err"
+        self.res_fd = -1  # the results memfd, read once the child is gone
         self.bufs: dict[str, bytearray] = {
             "res": bytearray(),
             "out": bytearray(),
@@ -238,6 +253,7 @@ class Job:
         self.case_i = 0
         self.runs: list[dict[str, Any]] = []
         self.slot = -1
+        self.rlimits: list[Any] | None = None
 
 
 class Zygote:
@@ -372,7 +388,11 @@ class Zygote:
         if case is not None:
             caps["out"] = max(caps["out"], int(case.get("cap", 0)))
         unit.caps = caps
-        pipes = {name: os.pipe() for name in ("res", "out", "err")}
+        # Results go to a memfd, not a pipe: the child's reports wake nobody while it runs, and
+        # what it wrote survives a kill. stdout/stderr stay pipes, drained as they fill, so a
+        # program may print any amount (kept up to the cap) without hitting RLIMIT_FSIZE.
+        pipes = {name: os.pipe() for name in ("out", "err")}
+        unit.res_fd = os.memfd_create("results", os.MFD_CLOEXEC)
         try:
             if job.slot not in self.slot_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -380,28 +400,30 @@ class Zygote:
                 if uid is not None:
                     os.chown(workdir, uid, uid)
                 self.slot_dirs.add(job.slot)
+            if job.rlimits is None:
+                job.rlimits = self.worker.rlimits(
+                    limits, limits["nproc"] if uid is not None else None
+                )
             cfg = {"kind": job.kind, "nonce": unit.nonce, "program": job.program,
                    "suite": job.suite, "stdin": case["stdin"] if case is not None else None,
-                   "workdir": workdir, "uid": uid, "limits": limits,
-                   "nproc": limits["nproc"] if uid is not None else None,
-                   "audit_net": self.iso["audit_net"], "reset_signals": not self.use_pidfd,
-                   "res_w": pipes["res"][1],
+                   "workdir": workdir, "workdir_b": os.fsencode(workdir), "uid": uid,
+                   "rlimits": job.rlimits, "audit_net": self.iso["audit_net"],
+                   "reset_signals": not self.use_pidfd, "res_w": unit.res_fd,
                    "out_w": pipes["out"][1], "err_w": pipes["err"][1]}  # fmt: skip
             pid = os.fork()
         except OSError as e:
             for r, w in pipes.values():
                 os.close(r)
                 os.close(w)
+            os.close(unit.res_fd)
             self.slot_dirs.discard(job.slot)
             self._finish_job(job, error=f"could not start the run: {e!r}")
             return
         if pid == 0:
             try:
-                # Queued jobs' programs are no business of this child. (The suite cache stays:
-                # freeing it here would copy many of our pages, and tests hold no secrets.)
-                self.queue.clear()
-                self.units.clear()
-                self.ctl_buf.clear()
+                # Nothing of ours is freed or cleared here: every object touched costs the child
+                # a copied page, and dropping references would not scrub the memory anyway (all
+                # jobs of one sandbox come from the same client).
                 self.worker.child_main(cfg)
             finally:
                 os._exit(70)
@@ -481,6 +503,20 @@ class Zygote:
         self._drain(unit)
         for fd in list(unit.fds):
             self._close_fd(unit, fd)
+        self._read_results(unit)
+        os.close(unit.res_fd)
+        unit.res_fd = -1
+
+    @staticmethod
+    def _read_results(unit: Unit) -> None:
+        if unit.res_fd < 0 or unit.bufs["res"]:
+            return
+        try:
+            size = os.fstat(unit.res_fd).st_size
+            unit.bufs["res"] += os.pread(unit.res_fd, min(size, RESULTS_CAP), 0)
+        except OSError:
+            return
+        unit.truncated["res"] = size > RESULTS_CAP
 
     def _reap(self) -> None:
         while True:
@@ -516,9 +552,9 @@ class Zygote:
 
     def _clean(self, unit: Unit) -> bool:
         """The child swept its uid and emptied its directory, then exited normally (worker)."""
-        self._drain(unit)
         if unit.timed_out or unit.status is None or not os.WIFEXITED(unit.status):
             return False
+        self._read_results(unit)
         return self._said(unit, "clean", tail=True)
 
     @staticmethod
@@ -632,13 +668,14 @@ def main() -> None:
         if e.errno != errno.EPERM:
             raise
         iso, base = {"root": False, "netns": False, "mountns": False, "uid_drop": False,
-                     "audit_net": True, "uids": None}, tempfile.mkdtemp()  # fmt: skip
+                     "audit_net": True, "uids": None}, _private_tmpdir()  # fmt: skip
     # Inherited by every child: setuid binaries cannot hand privileges back to a program.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # Children reuse these objects on their own fds 0-2 (see worker._confine).
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(encoding="utf-8", errors="backslashreplace")  # type: ignore[union-attr]
+    sys.argv = ["main.py"]  # what programs see; set here once rather than in every child
     import gc
 
     worker.warm_up()
