@@ -18,6 +18,7 @@ from collabcoder.analyzers.sandbox.sandbox import (
     IOJob,
     Sandbox,
     default_sandbox,
+    default_workers,
 )
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "Sandbox",
     "SandboxLimits",
     "default_sandbox",
+    "default_workers",
     "outputs_match",
 ]

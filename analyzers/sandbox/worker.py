@@ -19,6 +19,7 @@ import collections
 import decimal
 import fcntl
 import fractions
+import io
 import linecache
 import operator
 import os
@@ -327,6 +328,8 @@ def _confine(u: dict[str, Any]) -> None:
         if src != target:
             os.dup2(src, target, inheritable=target != RESULTS_FD)
     os.closerange(RESULTS_FD + 1, _MAX_FD)
+    for raw, cap in zip(_CAPPED, (u["out_cap"], u["err_cap"]), strict=False):
+        raw.cap, raw.written = cap, 0
     os.chdir(u["workdir"])
     for which, limit in u["rlimits"]:
         resource.setrlimit(which, limit)
@@ -358,6 +361,49 @@ def rlimits(limits: dict[str, Any], nproc: int | None) -> list[tuple[int, tuple[
     if nproc is not None:
         out.append((resource.RLIMIT_NPROC, (nproc, nproc)))
     return out
+
+
+class CappedOutput(io.RawIOBase):
+    """A run's stdout or stderr: the first `cap` bytes (and one more, the zygote's truncation
+    mark) go to the run's memfd, the rest is counted and dropped, so a program may print any
+    amount without failing or blocking. The zygote's own copy is uncapped."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd, self.cap, self.written = fd, 1 << 62, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        n = len(data)
+        room = self.cap + 1 - self.written
+        self.written += n
+        if room > 0:
+            view = memoryview(data)[:room]
+            try:
+                while view:
+                    view = view[_write(self.fd, view) :]
+            except OSError:  # EFBIG under a small file-size limit: keep what fit
+                pass
+        return n
+
+
+_CAPPED: list[CappedOutput] = []  # [stdout, stderr] once the zygote has made them
+
+
+def capped_stream(fd: int, line_buffering: bool) -> io.TextIOWrapper:
+    """sys.stdout / sys.stderr for the zygote to install before forking (see CappedOutput)."""
+    raw = CappedOutput(fd)
+    _CAPPED.append(raw)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace",
+                            line_buffering=line_buffering)  # fmt: skip
 
 
 def _flush() -> None:

@@ -216,18 +216,19 @@ def _pidfd_works() -> bool:
 class Unit:
     """One child process: a whole assert job, or one stdin/stdout case."""
 
-    def __init__(self, job: Job, nonce: str, workdir: str) -> None:
+    __slots__ = ("caps", "clean", "cpu_s", "data", "deadline", "fds", "job", "maxrss_kb", "nonce",
+                 "pid", "started", "status", "sweep_deadline", "sweeps", "timed_out", "truncated",
+                 "wall_s", "workdir")  # fmt: skip
+
+    def __init__(self, job: Job, nonce: str, workdir: str, caps: dict[str, int]) -> None:
         self.job, self.nonce, self.workdir = job, nonce, workdir
         self.pid = 0
-        self.fds: dict[int, str] = {}  # read end -> "out" | "err"
-        self.res_fd = -1  # the results memfd, read once the child is gone
-        self.bufs: dict[str, bytearray] = {
-            "res": bytearray(),
-            "out": bytearray(),
-            "err": bytearray(),
-        }
-        self.caps: dict[str, int] = {}
-        self.truncated: dict[str, bool] = {"res": False, "out": False, "err": False}
+        # "res", "out", "err": memfds the child writes (results, stdout, stderr); read once it
+        # is gone. Nothing to drain while it runs, so no wake-ups and no full pipe to block on.
+        self.fds: dict[str, int] = {}
+        self.caps = caps  # bytes kept of each
+        self.data: dict[str, bytes] = {}
+        self.truncated: dict[str, bool] = {}
         self.started = time.monotonic()
         self.deadline = 0.0
         self.timed_out = False
@@ -304,10 +305,7 @@ class Zygote:
                             pass
                     except BlockingIOError:
                         pass
-                elif key.data == "exit":
-                    pass  # a pidfd: _reap below collects the child
-                else:
-                    self._read_child(key.fd, key.data)
+                # else a pidfd: _reap below collects the child
             self._reap()
             self._enforce_deadlines()
         if self.base != "/tmp":  # a private tmpfs disappears with our mount namespace
@@ -381,19 +379,16 @@ class Zygote:
     def _spawn(self, job: Job) -> None:
         uid = self.iso["uids"][job.slot] if self.iso["uids"] else None
         workdir = os.path.join(self.base, f"w{job.slot}")
-        unit = Unit(job, os.urandom(12).hex(), workdir)
         limits = job.limits
         case = job.cases[job.case_i] if job.kind == "io" else None
-        caps = {"res": RESULTS_CAP, "out": limits["out_cap"], "err": limits["out_cap"]}
+        out_cap = limits["out_cap"]
+        caps = {"res": RESULTS_CAP, "out": out_cap, "err": out_cap}
         if case is not None:
-            caps["out"] = max(caps["out"], int(case.get("cap", 0)))
-        unit.caps = caps
-        # Results go to a memfd, not a pipe: the child's reports wake nobody while it runs, and
-        # what it wrote survives a kill. stdout/stderr stay pipes, drained as they fill, so a
-        # program may print any amount (kept up to the cap) without hitting RLIMIT_FSIZE.
-        pipes = {name: os.pipe() for name in ("out", "err")}
-        unit.res_fd = os.memfd_create("results", os.MFD_CLOEXEC)
+            caps["out"] = max(out_cap, int(case.get("cap", 0)))
+        unit = Unit(job, os.urandom(12).hex(), workdir, caps)
         try:
+            for name in ("res", "out", "err"):
+                unit.fds[name] = os.memfd_create(name, os.MFD_CLOEXEC)
             if job.slot not in self.slot_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
                 os.mkdir(workdir, 0o700)
@@ -408,14 +403,12 @@ class Zygote:
                    "suite": job.suite, "stdin": case["stdin"] if case is not None else None,
                    "workdir": workdir, "workdir_b": os.fsencode(workdir), "uid": uid,
                    "rlimits": job.rlimits, "audit_net": self.iso["audit_net"],
-                   "reset_signals": not self.use_pidfd, "res_w": unit.res_fd,
-                   "out_w": pipes["out"][1], "err_w": pipes["err"][1]}  # fmt: skip
+                   "reset_signals": not self.use_pidfd, "res_w": unit.fds["res"],
+                   "out_w": unit.fds["out"], "err_w": unit.fds["err"],
+                   "out_cap": caps["out"], "err_cap": caps["err"]}  # fmt: skip
             pid = os.fork()
         except OSError as e:
-            for r, w in pipes.values():
-                os.close(r)
-                os.close(w)
-            os.close(unit.res_fd)
+            self._close_fds(unit)
             self.slot_dirs.discard(job.slot)
             self._finish_job(job, error=f"could not start the run: {e!r}")
             return
@@ -433,11 +426,6 @@ class Zygote:
             pass
         unit.pid = pid
         unit.deadline = time.monotonic() + float(limits["timeout_s"])
-        for name, (r, w) in pipes.items():
-            os.close(w)
-            os.set_blocking(r, False)
-            unit.fds[r] = name
-            self.sel.register(r, selectors.EVENT_READ, unit)
         self.units[pid] = unit
         self._watch(pid)
 
@@ -456,67 +444,26 @@ class Zygote:
             self.sel.unregister(fd)
             os.close(fd)
 
-    def _read_child(self, fd: int, unit: Unit) -> None:
-        name = unit.fds.get(fd)
-        if name is None:
-            return
-        try:
-            data = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self._append(unit, name, data)
-        else:
-            self._close_fd(unit, fd)
-
-    def _append(self, unit: Unit, name: str, data: bytes) -> None:
-        buf, room = unit.bufs[name], unit.caps[name] - len(unit.bufs[name])
-        if room > 0:
-            buf += data[:room]
-        if len(data) > room:
-            unit.truncated[name] = True  # keep draining so the child never blocks on a full pipe
-
-    def _close_fd(self, unit: Unit, fd: int) -> None:
-        self.sel.unregister(fd)
-        os.close(fd)
-        del unit.fds[fd]
-
-    def _drain(self, unit: Unit) -> None:
-        # Bounded: an unprivileged sandbox's escaped grandchildren may still be writing.
-        for fd, name in list(unit.fds.items()):
-            for _ in range(1024):
-                try:
-                    data = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    data = b""
-                if not data:
-                    self._close_fd(unit, fd)
-                    break
-                self._append(unit, name, data)
-
-    def _drain_and_close(self, unit: Unit) -> None:
-        # The child and its uid are dead by now: what is in the pipes is all there will be.
-        self._drain(unit)
-        for fd in list(unit.fds):
-            self._close_fd(unit, fd)
-        self._read_results(unit)
-        os.close(unit.res_fd)
-        unit.res_fd = -1
+    @staticmethod
+    def _collect(unit: Unit) -> None:
+        """Read the run's memfds (the first `cap` bytes of each) and close them; once."""
+        for name, fd in unit.fds.items():
+            cap, data, size = unit.caps[name], b"", 0
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    data = os.pread(fd, min(size, cap), 0)
+            except OSError:
+                pass
+            unit.data[name] = data
+            unit.truncated[name] = size > cap  # the child's stdout/stderr write one byte past it
+        Zygote._close_fds(unit)
 
     @staticmethod
-    def _read_results(unit: Unit) -> None:
-        if unit.res_fd < 0 or unit.bufs["res"]:
-            return
-        try:
-            size = os.fstat(unit.res_fd).st_size
-            unit.bufs["res"] += os.pread(unit.res_fd, min(size, RESULTS_CAP), 0)
-        except OSError:
-            return
-        unit.truncated["res"] = size > RESULTS_CAP
+    def _close_fds(unit: Unit) -> None:
+        for fd in unit.fds.values():
+            os.close(fd)
+        unit.fds.clear()
 
     def _reap(self) -> None:
         while True:
@@ -554,13 +501,14 @@ class Zygote:
         """The child swept its uid and emptied its directory, then exited normally (worker)."""
         if unit.timed_out or unit.status is None or not os.WIFEXITED(unit.status):
             return False
-        self._read_results(unit)
+        self._collect(unit)
         return self._said(unit, "clean", tail=True)
 
     @staticmethod
     def _said(unit: Unit, kind: str, tail: bool = False) -> bool:
         """Whether the child reported `kind` (with our nonce: printed text cannot fake it)."""
-        buf = bytes(unit.bufs["res"][-200:]) if tail else bytes(unit.bufs["res"])
+        res = unit.data.get("res", b"")
+        buf = res[-200:] if tail else res
         head, end = f'{{"t":"{kind}"'.encode(), f'"n":"{unit.nonce}"}}'.encode()
         return any(ln.startswith(head) and ln.endswith(end) for ln in buf.split(b"\n"))
 
@@ -611,20 +559,20 @@ class Zygote:
                     pass
 
     def _complete(self, unit: Unit) -> None:
-        self._drain_and_close(unit)
+        self._collect(unit)  # the child and its uid are gone: what is there is all there will be
         job = unit.job
         if not unit.clean:
             self.slot_dirs.discard(job.slot)  # recreated empty for the slot's next run
         status = unit.status if unit.status is not None else 0
         # Result lines go to the client as they came; it keeps those carrying this nonce.
         run = {
-            "res": bytes(unit.bufs["res"]).decode("ascii", "replace"), "nonce": unit.nonce,
+            "res": unit.data["res"].decode("ascii", "replace"), "nonce": unit.nonce,
             "timed_out": unit.timed_out,
             "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "sig": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
             "cpu_s": unit.cpu_s, "maxrss_kb": unit.maxrss_kb, "wall_s": unit.wall_s,
-            "stdout": bytes(unit.bufs["out"]).decode("utf-8", "replace"),
-            "stderr": bytes(unit.bufs["err"]).decode("utf-8", "replace"),
+            "stdout": unit.data["out"].decode("utf-8", "replace"),
+            "stderr": unit.data["err"].decode("utf-8", "replace"),
             "out_trunc": unit.truncated["out"], "err_trunc": unit.truncated["err"],
             "res_trunc": unit.truncated["res"],
         }  # fmt: skip
@@ -673,8 +621,9 @@ def main() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # Children reuse these objects on their own fds 0-2 (see worker._confine).
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(encoding="utf-8", errors="backslashreplace")  # type: ignore[union-attr]
+    # The children's stdout/stderr: written to the run's memfds up to its caps (worker.py).
+    sys.stdout = sys.__stdout__ = worker.capped_stream(1, line_buffering=False)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = worker.capped_stream(2, line_buffering=True)  # type: ignore[misc]
     sys.argv = ["main.py"]  # what programs see; set here once rather than in every child
     import gc
 
