@@ -28,7 +28,7 @@ import errno
 import json
 import os
 import pwd
-import selectors
+import select
 import shutil
 import signal
 import sys
@@ -242,6 +242,9 @@ class Unit:
 
 
 class Job:
+    __slots__ = ("case_i", "cases", "id", "kind", "limits", "program", "raw_suite", "rlimits",
+                 "runs", "slot", "suite", "suite_key")  # fmt: skip
+
     def __init__(self, msg: dict[str, Any]) -> None:
         self.id = msg["id"]
         self.kind: str = msg["kind"]
@@ -266,8 +269,10 @@ class Zygote:
         os.dup2(null, 1)  # nothing printed by accident can corrupt the protocol
         os.close(null)
         os.set_blocking(self.ctl_in, False)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.ctl_in, selectors.EVENT_READ, "ctl")
+        # epoll itself, not `selectors`: what runs between forks is what every fork makes us
+        # copy again, so the loop keeps to the fewest objects per wake-up.
+        self.ep = select.epoll()
+        self.ep.register(self.ctl_in, select.EPOLLIN)
         # Exits wake us through a pidfd per child when the kernel has them: then no signal
         # handler exists for children to reset. Otherwise SIGCHLD and a wakeup pipe.
         self.use_pidfd = _pidfd_works()
@@ -278,7 +283,7 @@ class Zygote:
             os.set_blocking(wake_w, False)
             signal.signal(signal.SIGCHLD, lambda *_: None)
             signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-            self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+            self.ep.register(self.wake_r, select.EPOLLIN)
         self.ctl_buf = bytearray()
         self.eof = False
         self.queue: collections.deque[Job] = collections.deque()
@@ -287,6 +292,10 @@ class Zygote:
         self.sweepers: dict[int, Unit] = {}  # sweeper pid -> unit being cleaned up
         self.cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self.slot_dirs: set[int] = set()  # slots whose working directory exists (and is empty)
+        self.slot_paths = [
+            (path, os.fsencode(path))
+            for path in (os.path.join(base, f"w{slot}") for slot in range(cfg["workers"]))
+        ]
 
     # -- main loop -------------------------------------------------------------------------
     def serve(self) -> None:
@@ -296,10 +305,10 @@ class Zygote:
                 job = self.queue.popleft()
                 job.slot = self.free_slots.pop()
                 self._start(job)
-            for key, _ in self.sel.select(self._timeout()):
-                if key.data == "ctl":
+            for fd, _ in self.ep.poll(self._timeout()):
+                if fd == self.ctl_in:
                     self._read_ctl()
-                elif key.data == "wake":
+                elif not self.use_pidfd and fd == self.wake_r:
                     try:
                         while os.read(self.wake_r, 4096):
                             pass
@@ -312,11 +321,14 @@ class Zygote:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def _timeout(self) -> float | None:
-        deadlines = [u.deadline for u in self.units.values() if not u.timed_out]
-        deadlines += [u.sweep_deadline for u in self.sweepers.values()]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        first = None
+        for u in self.units.values():
+            if not u.timed_out and (first is None or u.deadline < first):
+                first = u.deadline
+        for u in self.sweepers.values():
+            if first is None or u.sweep_deadline < first:
+                first = u.sweep_deadline
+        return None if first is None else max(0.0, first - time.monotonic())
 
     def _send(self, msg: dict[str, Any]) -> None:
         data = (json.dumps(msg) + "\n").encode()
@@ -345,7 +357,7 @@ class Zygote:
 
     def _shutdown(self) -> None:
         self.eof = True
-        self.sel.unregister(self.ctl_in)
+        self.ep.unregister(self.ctl_in)
         self.queue.clear()
         for unit in self.units.values():
             self._kill(unit)
@@ -378,7 +390,7 @@ class Zygote:
 
     def _spawn(self, job: Job) -> None:
         uid = self.iso["uids"][job.slot] if self.iso["uids"] else None
-        workdir = os.path.join(self.base, f"w{job.slot}")
+        workdir, workdir_b = self.slot_paths[job.slot]
         limits = job.limits
         case = job.cases[job.case_i] if job.kind == "io" else None
         out_cap = limits["out_cap"]
@@ -401,7 +413,7 @@ class Zygote:
                 )
             cfg = {"kind": job.kind, "nonce": unit.nonce, "program": job.program,
                    "suite": job.suite, "stdin": case["stdin"] if case is not None else None,
-                   "workdir": workdir, "workdir_b": os.fsencode(workdir), "uid": uid,
+                   "workdir": workdir, "workdir_b": workdir_b, "uid": uid,
                    "rlimits": job.rlimits, "audit_net": self.iso["audit_net"],
                    "reset_signals": not self.use_pidfd, "res_w": unit.fds["res"],
                    "out_w": unit.fds["out"], "err_w": unit.fds["err"],
@@ -436,12 +448,12 @@ class Zygote:
             except OSError:  # already reaped by an earlier _reap: nothing to wait for
                 return
             self.pidfds[pid] = fd
-            self.sel.register(fd, selectors.EVENT_READ, "exit")
+            self.ep.register(fd, select.EPOLLIN)
 
     def _unwatch(self, pid: int) -> None:
         fd = self.pidfds.pop(pid, None)
         if fd is not None:
-            self.sel.unregister(fd)
+            self.ep.unregister(fd)
             os.close(fd)
 
     @staticmethod
@@ -450,7 +462,7 @@ class Zygote:
         for name, fd in unit.fds.items():
             cap, data, size = unit.caps[name], b"", 0
             try:
-                size = os.fstat(fd).st_size
+                size = os.lseek(fd, 0, os.SEEK_END)  # the child is gone: its offset is free
                 if size:
                     data = os.pread(fd, min(size, cap), 0)
             except OSError:
