@@ -44,6 +44,19 @@ def test_grpo_command_with_a_paper_config(tiny_model_dir: Path, tmp_path: Path) 
     assert AgentsManifest.load(out).num_agents == 1
 
 
+def test_save_total_limit_keeps_the_newest_checkpoints(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pruned"
+    args = ["grpo", "-c", str(ROOT / "configs/grpo_he.yaml"), "-o",
+            *tiny_overrides(tiny_model_dir, out, "grpo"), "dataset.train_split=test[:4]",
+            "grpo.per_device_train_batch_size=1", "grpo.save_steps=1",
+            "grpo.save_total_limit=2"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["step-0000003", "step-0000004"]
+    assert AgentsManifest.load(out).num_agents == 1
+
+
 def test_multi_turn_magrpo_with_overrides_and_legacy_flags(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mt"
     args = [

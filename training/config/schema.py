@@ -149,6 +149,9 @@ class GroupRelativeSection(Section):
     seed: int = 42
     logging_steps: int = Field(default=50, ge=1)
     save_steps: int = Field(default=200, ge=0, description="0: no intermediate checkpoints")
+    save_total_limit: int | None = Field(
+        default=None, ge=1, description="keep only the newest N checkpoints; unset: keep all"
+    )
     eval_interval: int = Field(default=4, ge=0, description="evaluate every N steps; 0: never")
     eval_num_samples: int = Field(default=4, ge=1)
     joint_mode: JointMode = Field(

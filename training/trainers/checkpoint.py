@@ -59,6 +59,16 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
+def prune(run_dir: Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest `keep` complete checkpoints (none when `keep` is None)."""
+    if keep is None:
+        return []
+    old = [path for _, path in list_checkpoints(run_dir)[:-keep]]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file in the same folder, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

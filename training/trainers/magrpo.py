@@ -551,6 +551,8 @@ class MAGRPOTrainer:
                     "checkpoint": str(final.relative_to(self.run_dir)),
                 },
             )
+            # After state.json names the new one, so a crash never leaves it pointing at nothing.
+            ckpt.prune(self.run_dir, self.args.save_total_limit)
         acc.wait_for_everyone()
         return final
 
