@@ -241,6 +241,14 @@ async def test_run_feedback_iterations_streams_iterations_and_returns_an_unappli
     # $/progress on the client's work-done token: begin, reports, end.
     kinds = [type(v).__name__ for v in client.progress_reports.get(token, [])]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
+    # Applying a run's candidate is reported back and counted once per run.
+    before = await stats(client)
+    await command(client, "collab.acceptCompletion", {"run": token})
+    await command(client, "collab.acceptCompletion", {"run": token})
+    await command(client, "collab.acceptCompletion", {"run": "never-ran"})
+    after = await stats(client)
+    assert after["panelAccepted"] - before["panelAccepted"] == 1
+    assert after["panelRuns"] >= 2 and after["accepted"] == before["accepted"]
 
 
 async def test_did_change_configuration_applies_new_settings(

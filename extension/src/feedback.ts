@@ -135,7 +135,7 @@ export class FeedbackRuns implements vscode.Disposable {
     const end = endOfInsertion(range.start, edit.newText);
     editor.selection = new vscode.Selection(end, end);
     editor.revealRange(new vscode.Range(range.start, end));
-    void this.server.refreshStats();
+    void this.server.acceptPanelRun(run.token).then(() => this.server.refreshStats());
     return true;
   }
 

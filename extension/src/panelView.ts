@@ -125,10 +125,12 @@ function renderStatus(state: PanelState): string {
   const shown = stats?.shown ?? st?.shown ?? 0;
   const accepted = stats?.accepted ?? st?.accepted ?? 0;
   const rate = shown > 0 ? Math.round((100 * accepted) / shown) : 0;
+  const panelRuns = stats?.panelRuns ?? 0;
+  const panel = panelRuns > 0 ? ` &middot; Panel runs applied ${stats?.panelAccepted ?? 0}/${panelRuns}` : '';
   return (
     '<section class="status">' +
     `<div><span class="state state-${esc(stateText)}" data-testid="state">${esc(stateText)}</span> ${backend}${latency}</div>` +
-    `<div class="counts" data-testid="counts">Shown ${shown} &middot; Accepted ${accepted} (${rate}%) &middot; Inline completions ${state.inlineEnabled ? 'on' : 'off'}</div>` +
+    `<div class="counts" data-testid="counts">Shown ${shown} &middot; Accepted ${accepted} (${rate}%)${panel} &middot; Inline completions ${state.inlineEnabled ? 'on' : 'off'}</div>` +
     (state.serverPython ? `<div class="muted small">Server: ${esc(state.serverPython)}</div>` : '') +
     `<div class="actions">${button('run', 'Run Feedback Iterations', {}, true)} ${button('refresh', 'Refresh')} ${button('toggle', state.inlineEnabled ? 'Turn Inline Off' : 'Turn Inline On')} ${button('logs', 'Show Logs')}</div>` +
     '</section>'

@@ -112,6 +112,9 @@ export interface StatsResult {
   accepted: number;
   acceptanceRate: number;
   lastErrors: string[];
+  /** Status-panel runs that returned candidates, and those whose candidate was applied. */
+  panelRuns?: number;
+  panelAccepted?: number;
 }
 
 /** `collab/setApiKey` */

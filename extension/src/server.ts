@@ -329,6 +329,16 @@ export class ServerManager implements vscode.Disposable {
     return this.client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken }, token) as Promise<T>;
   }
 
+  /** Tells the server a status-panel run's candidate was applied (counted once per run). */
+  async acceptPanelRun(runToken: string): Promise<void> {
+    if (!this.running) return;
+    try {
+      await this.executeCommand<null>(SERVER_COMMANDS.acceptCompletion, [{ run: runToken }]);
+    } catch (e) {
+      this.log.warn(`collab.acceptCompletion failed: ${String(e)}`);
+    }
+  }
+
   async refreshStats(): Promise<void> {
     if (!this.running) return;
     try {

@@ -192,6 +192,9 @@ describe('renderPanel', () => {
     assert.match(html, /transformers &middot; smollm2-135m-instruct &middot; last 850 ms/);
     assert.match(html, /Shown 4 &middot; Accepted 1 \(25%\)/);
     assert.match(html, /Last errors.*endpoint refused/s);
+    assert.doesNotMatch(html, /Panel runs/);
+    const withRuns = run({ type: 'stats', stats: { shown: 4, accepted: 1, acceptanceRate: 0.25, lastErrors: [], panelRuns: 3, panelAccepted: 2 } });
+    assert.match(renderPanel(withRuns, 0), /Accepted 1 \(25%\) &middot; Panel runs applied 2\/3/);
   });
 });
 

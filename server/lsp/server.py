@@ -358,6 +358,8 @@ class CollabLanguageServer(LanguageServer):
             "modelCalls": self.engine.model_calls,
             "cacheHits": s.cache_hits,
             "cancelled": s.cancelled,
+            "panelRuns": s.panel_runs,
+            "panelAccepted": s.panel_accepted,
             "superseded": s.superseded,
             "errors": s.errors,
             "timings": [t.to_wire() for t in s.timings],
@@ -523,9 +525,14 @@ class CollabLanguageServer(LanguageServer):
     # ---- commands ---------------------------------------------------------------------------
 
     def accept(self, args: tuple[Any, ...]) -> None:
+        """`{id}`: an inline suggestion was accepted; `{run}`: a status-panel run's candidate
+        was applied (each counts once)."""
         item_id = _get(args[0], "id") if args else None
+        run_token = _get(args[0], "run") if args else None
         if isinstance(item_id, str) and self.stats.accept(item_id):
             self.notify_status()
+        elif isinstance(run_token, str):
+            self.stats.accept_panel_run(run_token)
 
     async def run_feedback_iterations(self, args: tuple[Any, ...]) -> dict[str, Any]:
         arg = _as_dict(args[0]) if args else None
@@ -595,6 +602,8 @@ class CollabLanguageServer(LanguageServer):
                     message=f"{stop_reason}: {len(candidates)} candidates"))
                 self.work_done_progress.tokens.pop(progress, None)
         edit = self._edit(uri, at, completion)
+        if candidates and isinstance(token, str):
+            self.stats.panel_run(token)
         return {
             "token": token,
             "completion": completion,

@@ -55,8 +55,12 @@ class Stats:
     errors: int = 0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_ERRORS))
     timings: deque[Timing] = field(default_factory=lambda: deque(maxlen=MAX_TIMINGS))
+    # Status-panel runs that returned candidates, and those whose candidate the user applied.
+    panel_runs: int = 0
+    panel_accepted: int = 0
     # id -> accepted?; a suggestion continued from the cache keeps its id and counts once
     _items: OrderedDict[str, bool] = field(default_factory=OrderedDict)
+    _runs: OrderedDict[str, bool] = field(default_factory=OrderedDict)  # run token -> accepted?
 
     def show(self, item_id: str) -> None:
         if item_id in self._items:
@@ -71,6 +75,21 @@ class Stats:
             return False  # unknown, forgotten or already counted
         self._items[item_id] = True
         self.accepted += 1
+        return True
+
+    def panel_run(self, token: str) -> None:
+        if token in self._runs:
+            return
+        self._runs[token] = False
+        self.panel_runs += 1
+        while len(self._runs) > MAX_TRACKED_IDS:
+            self._runs.popitem(last=False)
+
+    def accept_panel_run(self, token: str) -> bool:
+        if self._runs.get(token) is not False:
+            return False  # unknown, forgotten or already counted
+        self._runs[token] = True
+        self.panel_accepted += 1
         return True
 
     def error(self, message: str) -> None:
