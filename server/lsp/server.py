@@ -358,8 +358,8 @@ class CollabLanguageServer(LanguageServer):
             "modelCalls": self.engine.model_calls,
             "cacheHits": s.cache_hits,
             "cancelled": s.cancelled,
-            "panelRuns": s.panel_runs,
-            "panelAccepted": s.panel_accepted,
+            "panelRuns": s.panel.offered,
+            "panelAccepted": s.panel.accepted,
             "superseded": s.superseded,
             "errors": s.errors,
             "timings": [t.to_wire() for t in s.timings],
@@ -518,7 +518,7 @@ class CollabLanguageServer(LanguageServer):
             return types.InlineCompletionList(items=[])
         item_id = uuid.uuid4().hex[:16]
         self.cache.put(site.uri, site.prefix, site.suffix, suggestion.text, item_id)
-        self.stats.show(item_id)
+        self.stats.inline.offer(item_id)
         self.notify_status()
         return self._items(site, suggestion.text, item_id)
 
@@ -529,10 +529,10 @@ class CollabLanguageServer(LanguageServer):
         was applied (each counts once)."""
         item_id = _get(args[0], "id") if args else None
         run_token = _get(args[0], "run") if args else None
-        if isinstance(item_id, str) and self.stats.accept(item_id):
+        if isinstance(item_id, str) and self.stats.inline.accept(item_id):
             self.notify_status()
         elif isinstance(run_token, str):
-            self.stats.accept_panel_run(run_token)
+            self.stats.panel.accept(run_token)
 
     async def run_feedback_iterations(self, args: tuple[Any, ...]) -> dict[str, Any]:
         arg = _as_dict(args[0]) if args else None
@@ -603,7 +603,7 @@ class CollabLanguageServer(LanguageServer):
                 self.work_done_progress.tokens.pop(progress, None)
         edit = self._edit(uri, at, completion)
         if candidates and isinstance(token, str):
-            self.stats.panel_run(token)
+            self.stats.panel.offer(token)
         return {
             "token": token,
             "completion": completion,

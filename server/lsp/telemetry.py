@@ -45,9 +45,32 @@ class Timing:
 
 
 @dataclass
-class Stats:
-    shown: int = 0
+class OnceCounter:
+    """Keys offered (an inline suggestion shown, a panel run finished) and accepted, each
+    counted once however often it is reported; the oldest keys are forgotten."""
+
+    offered: int = 0
     accepted: int = 0
+    _keys: OrderedDict[str, bool] = field(default_factory=OrderedDict)  # key -> accepted?
+
+    def offer(self, key: str) -> None:
+        if key in self._keys:
+            return  # e.g. a suggestion continued from the cache keeps its id
+        self._keys[key] = False
+        self.offered += 1
+        while len(self._keys) > MAX_TRACKED_IDS:
+            self._keys.popitem(last=False)
+
+    def accept(self, key: str) -> bool:
+        if self._keys.get(key) is not False:
+            return False  # unknown, forgotten or already counted
+        self._keys[key] = True
+        self.accepted += 1
+        return True
+
+
+@dataclass
+class Stats:
     requests: int = 0
     cache_hits: int = 0
     cancelled: int = 0
@@ -55,42 +78,16 @@ class Stats:
     errors: int = 0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_ERRORS))
     timings: deque[Timing] = field(default_factory=lambda: deque(maxlen=MAX_TIMINGS))
-    # Status-panel runs that returned candidates, and those whose candidate the user applied.
-    panel_runs: int = 0
-    panel_accepted: int = 0
-    # id -> accepted?; a suggestion continued from the cache keeps its id and counts once
-    _items: OrderedDict[str, bool] = field(default_factory=OrderedDict)
-    _runs: OrderedDict[str, bool] = field(default_factory=OrderedDict)  # run token -> accepted?
+    inline: OnceCounter = field(default_factory=OnceCounter)  # suggestion id
+    panel: OnceCounter = field(default_factory=OnceCounter)  # status-panel run token
 
-    def show(self, item_id: str) -> None:
-        if item_id in self._items:
-            return
-        self._items[item_id] = False
-        self.shown += 1
-        while len(self._items) > MAX_TRACKED_IDS:
-            self._items.popitem(last=False)
+    @property
+    def shown(self) -> int:
+        return self.inline.offered
 
-    def accept(self, item_id: str) -> bool:
-        if self._items.get(item_id) is not False:
-            return False  # unknown, forgotten or already counted
-        self._items[item_id] = True
-        self.accepted += 1
-        return True
-
-    def panel_run(self, token: str) -> None:
-        if token in self._runs:
-            return
-        self._runs[token] = False
-        self.panel_runs += 1
-        while len(self._runs) > MAX_TRACKED_IDS:
-            self._runs.popitem(last=False)
-
-    def accept_panel_run(self, token: str) -> bool:
-        if self._runs.get(token) is not False:
-            return False  # unknown, forgotten or already counted
-        self._runs[token] = True
-        self.panel_accepted += 1
-        return True
+    @property
+    def accepted(self) -> int:
+        return self.inline.accepted
 
     def error(self, message: str) -> None:
         self.errors += 1
