@@ -24,7 +24,7 @@ class SandboxLimits:
     # RLIMIT_NPROC counts tasks (threads too) per uid; effective when the sandbox runs as root
     # and gives each concurrent run its own uid (see docs/sandbox.md).
     max_processes: int = 64
-    max_output_bytes: int = 1024 * 1024  # per stream; the rest is read and dropped, never blocks
+    max_output_bytes: int = 1024 * 1024  # per stream; the rest is dropped, printing never blocks
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cpu_time_s <= 0:
