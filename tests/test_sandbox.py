@@ -286,6 +286,19 @@ def test_each_run_has_its_own_random_seed_and_environment(sb: Sandbox) -> None:
     assert all(o.split()[1:] == ["True", "['main.py']"] for o in outs), outs
 
 
+def test_output_is_kept_up_to_the_cap_and_truncation_is_reported(sb: Sandbox) -> None:
+    limits = SandboxLimits(timeout_s=5.0, max_output_bytes=1000)
+    suite = IOSuite((IOCase("", "ok\n"),))
+    cap = 2 * len("ok\n") + 4096  # a case keeps room for twice its expected output
+    exact = sb.run_io(f"print('x' * {cap - 1})", suite, limits)
+    assert len(exact.tests[0].actual or "") == cap
+    assert "truncated" not in (exact.tests[0].message or "")
+    over = sb.run_io(f"import sys\nprint('x' * {cap})\nprint('gone', file=sys.stderr)", suite, limits)
+    assert len(over.tests[0].actual or "") == cap
+    assert "(stdout was truncated)" in (over.tests[0].message or "")
+    assert over.stderr == "gone\n"
+
+
 def test_io_runtime_error_and_syntax_error(sb: Sandbox) -> None:
     suite = IOSuite((IOCase("", "1\n"), IOCase("", "1\n")))
     v = sb.run_io("print(1)\nprint([][0])\n", suite)
