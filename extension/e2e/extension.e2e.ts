@@ -227,6 +227,8 @@ describe(`Collab Coder in VS Code (code-server 4.100.3, backend ${BACKEND})`, { 
     await screenshot(page, '05-panel-accepted');
     assert.notEqual(text, before, 'accepting changed the file');
     assert.equal(text, LOOP_SOURCE + LOOP_TYPED + bestCode, 'the best candidate went in at the cursor');
+    // The server counted the applied run (collab.acceptCompletion {run}); the panel shows it.
+    await panel.locator('[data-testid="counts"]', { hasText: 'Panel runs applied 1/1' }).waitFor({ timeout: 15_000 });
   }));
 
   it('toggles inline completions from the command palette, without a reload', withScreenshot('toggle', async () => {

@@ -223,6 +223,14 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   log(`screenshot ${path.relative(REPO, file)}`);
 }
 
+/** Browser-side check (a string: this project's TypeScript has no DOM types). */
+const PALETTE_GONE = `(() => {
+  const widget = document.querySelector('.quick-input-widget');
+  if (!widget || widget.style.display === 'none' || widget.offsetParent === null) return true;
+  const box = widget.querySelector('input');
+  return !box || !box.value.startsWith('>');
+})()`;
+
 /** Runs a command from the command palette by its title. */
 export async function runCommand(page: Page, title: string): Promise<void> {
   await page.keyboard.press('F1');
@@ -232,7 +240,9 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
   await row.waitFor({ state: 'visible', timeout: 15_000 });
   await page.keyboard.press('Enter');
-  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+  // The palette closes, or the command opens a quick input of its own in the same widget at
+  // once (then "hidden" may never be observable): either way the palette's `>` text is gone.
+  await page.waitForFunction(PALETTE_GONE, undefined, { timeout: 30_000 });
 }
 
 /** Opens a workspace file with Quick Open and waits for its editor. */
