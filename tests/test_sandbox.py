@@ -286,6 +286,22 @@ def test_each_run_has_its_own_random_seed_and_environment(sb: Sandbox) -> None:
     assert all(o.split()[1:] == ["True", "['main.py']"] for o in outs), outs
 
 
+def test_many_results_fit_a_small_file_size_limit(sb: Sandbox) -> None:
+    """Results share RLIMIT_FSIZE with the program's files: past the budget, tests still report
+    their outcomes (without expected/actual), so the verdict stays right."""
+    limits = SandboxLimits(timeout_s=20.0, file_size_mb=1)
+    n = 1500
+    steps = tuple(Step(source="assert candidate() == 'x' * 1500\n", is_test=True, line=1 + i)
+                  for i in range(n))  # fmt: skip
+    suite = AssertSuite(entry_point="f", preamble="", steps=steps)
+    v = sb.run_asserts("def f():\n    return 'y' * 1500\n", suite, limits)
+    assert v.outcome is Outcome.WRONG_ANSWER and len(v.tests) == n  # about 4.5 MB in full
+    assert all(t.outcome is Outcome.WRONG_ANSWER for t in v.tests)
+    assert v.tests[0].actual == repr("y" * 1500) and v.tests[-1].actual is None
+    fine = sb.run_asserts("def f():\n    return 'x' * 1500\n", suite, limits)
+    assert fine.outcome is Outcome.PASSED and len(fine.tests) == n
+
+
 def test_output_is_kept_up_to_the_cap_and_truncation_is_reported(sb: Sandbox) -> None:
     limits = SandboxLimits(timeout_s=5.0, max_output_bytes=1000)
     suite = IOSuite((IOCase("", "ok\n"),))

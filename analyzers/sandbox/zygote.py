@@ -393,10 +393,14 @@ class Zygote:
         workdir, workdir_b = self.slot_paths[job.slot]
         limits = job.limits
         case = job.cases[job.case_i] if job.kind == "io" else None
+        # Every memfd is a file under the run's RLIMIT_FSIZE: keep caps below it so the byte
+        # past a cap (the truncation mark) and the last result lines can still be written.
+        fsize = int(limits["fsize_bytes"])
         out_cap = limits["out_cap"]
         caps = {"res": RESULTS_CAP, "out": out_cap, "err": out_cap}
         if case is not None:
             caps["out"] = max(out_cap, int(case.get("cap", 0)))
+        caps = {name: max(1, min(cap, fsize - 1)) for name, cap in caps.items()}
         unit = Unit(job, os.urandom(12).hex(), workdir, caps)
         try:
             for name in ("res", "out", "err"):
@@ -417,7 +421,8 @@ class Zygote:
                    "rlimits": job.rlimits, "audit_net": self.iso["audit_net"],
                    "reset_signals": not self.use_pidfd, "res_w": unit.fds["res"],
                    "out_w": unit.fds["out"], "err_w": unit.fds["err"],
-                   "out_cap": caps["out"], "err_cap": caps["err"]}  # fmt: skip
+                   "out_cap": caps["out"], "err_cap": caps["err"],
+                   "results_budget": caps["res"] // 2}  # fmt: skip
             pid = os.fork()
         except OSError as e:
             self._close_fds(unit)
