@@ -18,6 +18,7 @@ Agreement means: our `Verdict.all_passed` equals the official `passed` for every
 Each round runs all of them; the figures are medians over rounds (the machine may be shared).
 
     python bench/sandbox_bench.py [--out bench/results/sandbox.json] [--rounds 3] [--limit N]
+                                  [--python PATH]   (the interpreter that runs the programs)
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _proc_times(pid: int) -> tuple[float, float, int, int]:
 
 
 def run_ours(
-    programs: list[tuple[str, dict[str, Any], str]],
+    programs: list[tuple[str, dict[str, Any], str]], python: str
 ) -> tuple[list[Verdict], float, list[Verdict], float, dict[str, float]]:
     """(cold verdicts, cold seconds, warm verdicts, warm seconds, warm CPU accounting).
 
@@ -122,7 +123,7 @@ def run_ours(
         if tid not in suites:
             suites[tid] = extract_assert_suite(problem["test"], problem["entry_point"])
         jobs.append(AssertJob(program, suites[tid]))
-    with Sandbox(limits=SandboxLimits(timeout_s=TIMEOUT_S)) as sb:
+    with Sandbox(limits=SandboxLimits(timeout_s=TIMEOUT_S), python=python) as sb:
         cold = sb.run_many(jobs)
         cold_s = time.perf_counter() - t0
         zygote = sb._zygote.pid if sb._zygote is not None else None
@@ -140,7 +141,9 @@ def run_ours(
     return cold, cold_s, warm, warm_s, cpu
 
 
-def run_floor(programs: list[tuple[str, dict[str, Any], str]], rounds: int) -> list[dict[str, Any]]:
+def run_floor(
+    programs: list[tuple[str, dict[str, Any], str]], rounds: int, python: str
+) -> list[dict[str, Any]]:
     """bench/fork_floor.py on the same programs: each run a bare forked CPython, no sandbox."""
     suites: dict[str, Any] = {}
     jobs = []
@@ -153,16 +156,16 @@ def run_floor(programs: list[tuple[str, dict[str, Any], str]], rounds: int) -> l
     request = {"workers": default_workers(), "rounds": rounds, "jobs": jobs}
     script = Path(__file__).with_name("fork_floor.py")
     proc = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), str(_ZYGOTE)],
+        [python, "-I", "-S", str(script), str(_ZYGOTE)],
         input=json.dumps(request), capture_output=True, text=True, check=True,
     )  # fmt: skip
     return list(json.loads(proc.stdout)["rounds"])
 
 
-def cow_fault_cost() -> dict[str, float]:
+def cow_fault_cost(python: str) -> dict[str, float]:
     """bench/cow_fault.py: CPU per copy-on-write fault of a forked CPython child, here."""
     script = Path(__file__).with_name("cow_fault.py")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    proc = subprocess.run([python, str(script)], capture_output=True, text=True, check=True)
     return dict(json.loads(proc.stdout))
 
 
@@ -180,6 +183,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/sandbox.json"))
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions; medians are reported")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter our sandbox and the floor run programs with")  # fmt: skip
     args = parser.parse_args()
     console = Console()
 
@@ -194,9 +199,9 @@ def main() -> None:
         console.print(f"round {r + 1}/{args.rounds}: {n} programs, official harness (4 threads)...")
         official, official_s = run_official(programs)
         console.print(f"  official {official_s:.2f} s; our sandbox...")
-        cold, cold_s, warm, warm_s, cpu = run_ours(programs)
+        cold, cold_s, warm, warm_s, cpu = run_ours(programs, args.python)
         console.print(f"  ours cold {cold_s:.2f} s, warm {warm_s:.2f} s; fork floor...")
-        floor = run_floor(programs, 1)[0]
+        floor = run_floor(programs, 1, args.python)[0]
         console.print(f"  floor {floor['wall_s']:.2f} s")
         rounds.append({"official_s": official_s, "cold_s": cold_s, "warm_s": warm_s,
                        "floor_s": floor["wall_s"], "load_avg_1m": os.getloadavg()[0],
@@ -219,7 +224,11 @@ def main() -> None:
 
     official_s, cold_s, warm_s = med("official_s"), med("cold_s"), med("warm_s")
     floor_s = med("floor_s")
-    cow = cow_fault_cost()
+    cow = cow_fault_cost(args.python)
+    judge_python = subprocess.run(
+        [args.python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
     workers = default_workers()
     outcomes: dict[str, int] = {}
     for v in warm:
@@ -252,6 +261,7 @@ def main() -> None:
         "per_round": [
             {k: round(v, 3) for k, v in x.items() if isinstance(v, float)} for x in rounds
         ],
+        "judge_python": judge_python,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

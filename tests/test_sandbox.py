@@ -10,10 +10,12 @@ import json
 import os
 import pickle
 import signal
+import sys
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -469,6 +471,19 @@ def test_usable_from_a_forked_process(sb: Sandbox) -> None:
     outcome, child_zygote = json.loads(data)
     assert outcome == "passed" and child_zygote != sb.zygote_pid  # its own zygote
     assert sb.run_asserts(GOOD_ADD, ADD_SUITE).all_passed  # the parent's still works
+
+
+def test_programs_run_on_the_chosen_interpreter(tmp_path: Path) -> None:
+    link = tmp_path / "judge-python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    suite = IOSuite((IOCase("", ""),))
+    with Sandbox(workers=1, python=str(link)) as other:
+        v = other.run_io("import sys\nprint(sys.executable)", suite)
+        assert v.stdout.strip() == str(link)
+        assert pickle.loads(pickle.dumps(other)).python == str(link)
+    with Sandbox(workers=1, python=str(tmp_path / "missing-python")) as broken:
+        v = broken.run_io("print(1)", suite)
+        assert v.outcome is Outcome.INFRA_ERROR and "missing-python" in (v.infra_error or "")
 
 
 def test_pickles_into_a_fresh_sandbox() -> None:

@@ -145,10 +145,18 @@ class Sandbox:
     gets its own zygote; a forked process gets a fresh one on first use.
     """
 
-    def __init__(self, workers: int | None = None, limits: SandboxLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        python: str | None = None,
+    ) -> None:
+        """`python`: the interpreter that runs the programs (default: this one). It needs only
+        its standard library; a program is judged with that Python's semantics."""
         # At most 256: each zygote has a block of 256 slot uids.
         self.workers = min(256, max(1, workers if workers is not None else default_workers()))
         self.limits = limits
+        self.python = python or sys.executable
         self._init_state()
         _INSTANCES.add(self)
         with self._lock:
@@ -168,8 +176,8 @@ class Sandbox:
         self._start_error: str | None = None
         self._start_failed_at = 0.0
 
-    def __reduce__(self) -> tuple[type[Sandbox], tuple[int, SandboxLimits]]:
-        return (Sandbox, (self.workers, self.limits))
+    def __reduce__(self) -> tuple[type[Sandbox], tuple[int, SandboxLimits, str]]:
+        return (Sandbox, (self.workers, self.limits, self.python))
 
     def __enter__(self) -> Sandbox:
         return self
@@ -340,14 +348,17 @@ class Sandbox:
         # Never os.environ: the zygote and the programs it runs see no keys or tokens.
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "HOME": "/tmp"}  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(_ZYGOTE), json.dumps(cfg)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            cwd="/",
-            start_new_session=True,  # ^C in a terminal must not kill it behind our back
-        )
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-I", "-S", "-B", str(_ZYGOTE), json.dumps(cfg)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd="/",
+                start_new_session=True,  # ^C in a terminal must not kill it behind our back
+            )
+        except OSError as e:
+            raise RuntimeError(f"cannot run the interpreter {self.python}: {e.strerror}") from e
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], _START_TIMEOUT_S)
         line = proc.stdout.readline() if ready else b""
