@@ -7,8 +7,9 @@ trust tables) is bound before any program runs, so a program that patches ``buil
 modules cannot change how its tests are judged. Standard library only: the zygote runs under
 ``python -I -S``.
 
-Results go to fd 3 (a memfd the zygote reads once the child is gone) as JSON lines tagged with a
-per-run nonce; stdout/stderr are separate pipes, so printed text can never be taken for a result.
+Results go to fd 3 as JSON lines tagged with a per-run nonce; stdout and stderr are fds 1 and 2.
+All three are memfds the zygote reads once the child is gone, so printed text can never be taken
+for a result.
 """
 
 from __future__ import annotations
