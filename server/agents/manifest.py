@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collabcoder.analyzers.files import atomic_write
 
 MANIFEST_NAME = "agents.json"
 FORMAT: Literal["collabcoder-agents"] = "collabcoder-agents"
@@ -74,11 +75,7 @@ class AgentsManifest(BaseModel):
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         target = Path(folder) / MANIFEST_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".agents.", dir=target.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, target)
+        atomic_write(target, self.model_dump_json(indent=2) + "\n")
         return target
 
     @classmethod

@@ -13,15 +13,15 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import random
 import re
-import tempfile
 import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from collabcoder.analyzers.files import atomic_write
 
 ExportFormat = Literal["raw", "loop"]
 
@@ -124,19 +124,6 @@ def conversation_row(pair: Pair, fmt: ExportFormat = "raw",
     return {"messages": messages}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_conversations(data_root: Path, name: str, fmt: ExportFormat = "raw",
                          system_prompt: str | None = None,
                          progress: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
@@ -148,7 +135,7 @@ def export_conversations(data_root: Path, name: str, fmt: ExportFormat = "raw",
         if progress is not None:
             progress(i, len(pairs))
     path = data_root / name / "conversations.jsonl"
-    write_text_atomic(path, "".join(f"{line}\n" for line in lines))
+    atomic_write(path, "".join(f"{line}\n" for line in lines))
     return path, len(lines)
 
 
@@ -323,6 +310,6 @@ def write_pairs(level_dir: Path, samples: Sequence[CutSample], overwrite: bool =
         (folder / "output.txt").write_text(sample.output, encoding="utf-8")
         manifest.append({"pair": folder.name, "source": sample.source, "line": sample.line,
                          "column": sample.column})
-    write_text_atomic(level_dir / "preprocess.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write(level_dir / "preprocess.json", json.dumps(manifest, indent=2) + "\n")
     return pairs_dir
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collabcoder.analyzers.files import atomic_write
 from collabcoder.analyzers.static import AnalysisContext
 from collabcoder.server.backends.base import Backend
 from collabcoder.server.loop import FeedbackLoop, LoopConfig, LoopResult, Node
-from collabcoder.training.data.pairs import Pair, level_dirs, load_pairs, write_text_atomic
+from collabcoder.training.data.pairs import Pair, level_dirs, load_pairs
 from collabcoder.training.evaluation.loop_config import BackendSettings, LoopEvalConfig
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -152,8 +153,8 @@ async def run_once(first: Backend, feedback: Backend, config: LoopConfig, prefix
 def write_conversation(folder: Path, record: dict[str, Any], stem: str | None = None) -> Path:
     """`complete --log-conversation`: `<stem>.txt` (readable) and `<stem>.json` in `folder`."""
     stem = stem or dt.datetime.now().strftime(TIMESTAMP_FORMAT + "-%f")
-    write_text_atomic(folder / f"{stem}.txt", readable_log(record, "conversation"))
-    write_text_atomic(folder / f"{stem}.json", json.dumps(record, indent=2, ensure_ascii=False))
+    atomic_write(folder / f"{stem}.txt", readable_log(record, "conversation"))
+    atomic_write(folder / f"{stem}.json", json.dumps(record, indent=2, ensure_ascii=False))
     return folder / f"{stem}.txt"
 
 
@@ -254,12 +255,12 @@ async def _evaluate_all(config: LoopEvalConfig, config_name: str,
                     record = await _evaluate_pair(first, feedback, loop_config, pair)
                     records[str(i)] = record
                     if config.log_conversation:
-                        write_text_atomic(folder / "readable_logs" / f"{i}.txt",
+                        atomic_write(folder / "readable_logs" / f"{i}.txt",
                                           readable_log(record, f"{level_dir.name}/{pair.name}"))
                     done += 1
                     if progress is not None:
                         progress(rep, done, total)
-                write_text_atomic(folder / "results.json",
+                atomic_write(folder / "results.json",
                                   json.dumps(records, indent=2, ensure_ascii=False) + "\n")
                 run.repetitions.append(RepetitionResult(level_dir, folder, records))
     finally:

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collabcoder.training.data.pairs import PairsError, level_dirs, load_pairs, write_text_atomic
+from collabcoder.analyzers.files import atomic_write
+from collabcoder.training.data.pairs import PairsError, level_dirs, load_pairs
 from collabcoder.training.evaluation.loop_config import METRIC_NAMES, LoopEvalConfig
 from collabcoder.training.evaluation.loop_eval import eval_dir, repetition_folders
 
@@ -360,7 +361,7 @@ def _level_report(config: LoopEvalConfig, level_dir: Path, config_name: str,
     columns = [*ID_COLUMNS, *metric_columns(config.scores)]
     name = "metrics.csv" if index is None else f"metrics_{index}.csv"
     path = eval_dir(level_dir, config_name) / name
-    write_text_atomic(path, to_csv(rows, columns))
+    atomic_write(path, to_csv(rows, columns))
     return MetricsReport(path, rows, columns, warnings)
 
 

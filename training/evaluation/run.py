@@ -8,13 +8,12 @@ left out of every metric, never counted as failures.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from collabcoder.analyzers.files import atomic_write
 from collabcoder.analyzers.sandbox import AssertJob, Sandbox, SandboxLimits
 from collabcoder.analyzers.verdict import Outcome, Verdict
 from collabcoder.training.data.registry import load_tasks, resolve_dataset
@@ -347,19 +346,7 @@ def write_report(report: EvaluationReport, out: str | Path) -> tuple[Path, Path]
     """Results JSON at `out`, per-sample verdicts as JSONL beside it; both written atomically."""
     out = Path(out)
     samples_out = per_sample_path(out)
-    _write_atomic(samples_out, "".join(json.dumps(s.to_json()) + "\n" for s in report.samples))
-    _write_atomic(out, json.dumps(report.to_json(), indent=2) + "\n")
+    atomic_write(samples_out, "".join(json.dumps(s.to_json()) + "\n" for s in report.samples))
+    atomic_write(out, json.dumps(report.to_json(), indent=2) + "\n")
     return out, samples_out
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    # tmp file in the same folder + os.replace: readers never see a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

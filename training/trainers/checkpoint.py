@@ -23,13 +23,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from collabcoder.analyzers.files import atomic_write, atomic_write_with
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -71,18 +72,7 @@ def prune(run_dir: Path, keep: int | None) -> list[Path]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def staging_dir(final: Path) -> Path:
@@ -137,9 +127,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save through a temp file, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda fh: torch.save(obj, fh))
 
 
 def load_torch(path: Path) -> Any:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from collabcoder.analyzers.files import atomic_write
 from collabcoder.training.config import LoggingConfig
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     keep = [r for r in read_metrics(path.parent) if int(r.get("step", 0)) <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 class MetricsLogger:
