@@ -1,9 +1,9 @@
 """The fork-per-run floor: what judging costs when each run is a forked CPython and nothing else.
 
-A bare parent, started as the zygote is (``python -I -S``, worker.py loaded by path with the
-zygote's own loader, the same preloaded modules, warm-up and ``gc.freeze``), forks one child per
-program, `workers` at a time. Each child runs ``worker.run_asserts`` (compile the program, run
-it, run the instrumented tests, report JSON lines into a memfd) and exits. There is no
+A bare parent, started as the zygote is (``python -I -S``, the child's code loaded by path with
+the zygote's own `prepare`, the same preloaded modules, warm-up and ``gc.freeze``), forks one
+child per program, `workers` at a time. Each child runs ``runner.run_asserts`` (compile the
+program, run it, run the instrumented tests, report JSON lines into a memfd) and exits. There is no
 confinement (no uid, rlimits, namespaces, fd shuffling), no protocol, no client, no output
 capture: it is the ceiling for any design that gives each run its own forked process of this
 Python on this machine. sandbox_bench.py runs it in the same rounds as the real sandbox.
@@ -33,7 +33,7 @@ def _load_zygote(path: str) -> Any:
     return module
 
 
-def _round(worker: Any, jobs: list[tuple[str, Any]], workers: int) -> dict[str, float]:
+def _round(runner: Any, jobs: list[tuple[str, Any]], workers: int) -> dict[str, float]:
     live, i = 0, 0
     t0, c0 = time.perf_counter(), os.times()
     f0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
@@ -44,7 +44,7 @@ def _round(worker: Any, jobs: list[tuple[str, Any]], workers: int) -> dict[str, 
             if pid == 0:
                 try:
                     fd = os.memfd_create("results")
-                    worker.run_asserts(worker._Reporter(fd, "0" * 24), program, suite)
+                    runner.run_asserts(runner.Reporter(fd, "0" * 24), program, suite)
                 finally:
                     os._exit(0)
             live, i = live + 1, i + 1
@@ -63,25 +63,20 @@ def _round(worker: Any, jobs: list[tuple[str, Any]], workers: int) -> dict[str, 
 
 def main() -> None:
     request = json.load(sys.stdin)
-    zygote = _load_zygote(sys.argv[1])
-    worker = zygote._load_worker(os.path.join(os.path.dirname(sys.argv[1]), "worker.py"))
-    for name in zygote._PRELOAD:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
+    mods = _load_zygote(sys.argv[1]).prepare()
+    runner = mods["runner"]
     jobs = [
-        (program, worker.compile_suite(entry, preamble, steps))
+        (program, mods["suites"].compile_suite(entry, preamble, steps))
         for program, entry, preamble, steps in request["jobs"]
     ]
-    worker.warm_up()
+    runner.warm_up()
     out = os.dup(1)  # the answer's channel; what programs print goes nowhere, as no one reads it
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
     gc.collect()
     gc.freeze()
-    rounds = [_round(worker, jobs, int(request["workers"])) for _ in range(int(request["rounds"]))]
+    rounds = [_round(runner, jobs, int(request["workers"])) for _ in range(int(request["rounds"]))]
     os.write(out, (json.dumps({"rounds": rounds}) + "\n").encode())
 
 

@@ -42,7 +42,8 @@ from rich.console import Console
 from rich.table import Table
 
 from collabcoder.analyzers.sandbox import AssertJob, Sandbox, SandboxLimits, default_workers
-from collabcoder.analyzers.sandbox.sandbox import _ZYGOTE, _suite_json
+from collabcoder.analyzers.sandbox.client import ZYGOTE_SCRIPT
+from collabcoder.analyzers.sandbox.jobs import suite_json
 from collabcoder.analyzers.testcases import extract_assert_suite
 from collabcoder.analyzers.verdict import Verdict
 
@@ -151,12 +152,12 @@ def run_floor(
         tid = problem["task_id"]
         if tid not in suites:
             suite = extract_assert_suite(problem["test"], problem["entry_point"])
-            suites[tid] = json.loads(_suite_json(suite)[1])
+            suites[tid] = json.loads(suite_json(suite)[1])
         jobs.append([program, *suites[tid]])
     request = {"workers": default_workers(), "rounds": rounds, "jobs": jobs}
     script = Path(__file__).with_name("fork_floor.py")
     proc = subprocess.run(
-        [python, "-I", "-S", str(script), str(_ZYGOTE)],
+        [python, "-I", "-S", str(script), str(ZYGOTE_SCRIPT)],
         input=json.dumps(request), capture_output=True, text=True, check=True,
     )  # fmt: skip
     return list(json.loads(proc.stdout)["rounds"])

@@ -439,7 +439,7 @@ def test_zygote_restarts_transparently_when_killed() -> None:
 
 
 def test_evicted_suites_are_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from collabcoder.analyzers.sandbox import sandbox as sandbox_module
+    from collabcoder.analyzers.sandbox import client as sandbox_module
 
     monkeypatch.setattr(sandbox_module, "_SUITE_CACHE_SIZE", 1)
     suites = [make_suite("add", f"assert candidate({i}, 1) == {i + 1}") for i in range(3)]

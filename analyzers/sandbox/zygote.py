@@ -1,10 +1,11 @@
 """The sandbox's warm parent: started once, forks one confined child per run.
 
-Started by sandbox.py as ``python -I -S -B zygote.py CONFIG_JSON`` with a minimal environment and
+Started by client.py as ``python -I -S -B zygote.py CONFIG_JSON`` with a minimal environment and
 cwd ``/``, so no user site-packages, ``PYTHON*`` variables or secrets reach it or its children.
-It loads worker.py by path (never by import from site-packages), pre-imports common stdlib
-modules so children start warm, and, when root, moves itself into fresh network and mount
-namespaces once (children inherit them: no network, a private size-limited ``/tmp``).
+It loads the child's code and its own set-up (`MODULES`) by path, never by import from
+site-packages, pre-imports common stdlib modules so children start warm, and sets up its
+isolation once (isolation.py: when root, fresh network and mount namespaces that children
+inherit). This file is the fork/epoll loop that serves jobs.
 
 Protocol, newline-delimited JSON (the zygote never runs untrusted code itself, and nothing is
 ever unpickled):
@@ -23,11 +24,8 @@ fd 0 means the client is gone: kill everything, clean up, exit.
 from __future__ import annotations
 
 import collections
-import ctypes
-import errno
 import json
 import os
-import pwd
 import select
 import shutil
 import signal
@@ -35,14 +33,12 @@ import sys
 import time
 from typing import Any
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
-MS_REC, MS_PRIVATE = 1 << 14, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_CHILD_SUBREAPER = 36
 RESULTS_CAP = 16 * 1024 * 1024
 SWEEP_TIMEOUT_S = 2.0
+# Our modules, loaded by path in this order (each imports only earlier ones; see load_modules).
+MODULES = ("isolation", "trust", "suites", "runner", "child")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = "collabcoder.analyzers.sandbox"
 # Warm for programs that import them. Not `random` (nor `statistics`, `tempfile`, which import it):
 # its at-fork hook would reseed in every child, a cost each run pays; a program importing it
 # gets a fresh seed anyway.
@@ -66,143 +62,45 @@ class _Quitter:
         raise SystemExit(code)
 
 
-def _load_worker(path: str) -> Any:
+def load_modules(names: tuple[str, ...] = MODULES) -> dict[str, Any]:
+    """Load our sibling modules by path, each under its package name, with one private copy of
+    the builtins: the judging code keeps judging correctly whatever a program does to `builtins`.
+
+    They are in sys.modules only while loading (their imports of each other and dataclass/typing
+    lookups by module name find them there), then removed so programs do not find them by name.
+    """
     import builtins
     import types
 
     builtins.exit = _Quitter("exit")  # type: ignore[assignment]
     builtins.quit = _Quitter("quit")  # type: ignore[assignment]
-    mod = types.ModuleType("_collab_sandbox_worker")
-    mod.__file__ = path
-    # Private builtins: the worker keeps judging correctly whatever a program does to `builtins`.
-    mod.__dict__["__builtins__"] = dict(builtins.__dict__)
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
-    # Registered while it runs so dataclass/typing lookups by module name work, then removed so
-    # programs do not find it by name.
-    sys.modules[mod.__name__] = mod
+    private = dict(builtins.__dict__)
+    mods: dict[str, Any] = {}
     try:
-        exec(compile(source, path, "exec"), mod.__dict__)
+        for name in names:
+            path = os.path.join(_HERE, name + ".py")
+            mod = mods[name] = types.ModuleType(f"{_PACKAGE}.{name}")
+            mod.__file__ = path
+            mod.__dict__["__builtins__"] = private
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+            sys.modules[mod.__name__] = mod
+            exec(compile(source, path, "exec"), mod.__dict__)
     finally:
-        del sys.modules[mod.__name__]
-    return mod
+        for mod in mods.values():
+            sys.modules.pop(mod.__name__, None)
+    return mods
 
 
-def _setup_isolation(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    iso: dict[str, Any] = {"root": os.geteuid() == 0, "netns": False, "mountns": False,
-                           "uid_drop": False, "audit_net": False, "uids": None}  # fmt: skip
-    libc = ctypes.CDLL(None, use_errno=True)
-    if iso["root"]:
-        iso["netns"] = libc.unshare(CLONE_NEWNET) == 0
-        if libc.unshare(CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:  # fmt: skip
-            opts = f"size={cfg['tmpfs_mb']}m,nr_inodes={cfg['tmpfs_inodes']},mode=0711"
-            flags = MS_NOSUID | MS_NODEV
-            iso["mountns"] = libc.mount(b"tmpfs", b"/tmp", b"tmpfs", flags, opts.encode()) == 0
-            if iso["mountns"]:
-                # The other world-writable places: empty and read-only inside the sandbox.
-                for d in ("/var/tmp", "/dev/shm", "/run/lock"):
-                    if os.path.isdir(d) and not os.path.islink(d):
-                        libc.mount(b"tmpfs", d.encode(), b"tmpfs", flags | MS_RDONLY, b"size=4k")
-                iso["rebound_paths"] = _rebind_private_paths(libc)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back to us to be reaped
-        uids = _slot_uids(cfg["uid_base"], cfg["workers"])
-        iso["uid_drop"] = uids is not None and _can_drop_to(uids[0])
-        iso["uids"] = uids if iso["uid_drop"] else None
-    iso["audit_net"] = not iso["netns"]
-    if iso["mountns"]:
-        base = "/tmp"
-    else:
-        base = _private_tmpdir()
-        os.chmod(base, 0o711)  # slot uids may enter their own directory, never list others
-    os.chdir("/")
-    return iso, base
-
-
-def _private_tmpdir() -> str:
-    """A fresh 0700 directory under /tmp, as tempfile.mkdtemp makes (tempfile would import
-    `random`, whose at-fork reseed then runs in every child; programs that want it import it)."""
-    while True:
-        path = f"/tmp/collab-sandbox-{os.urandom(6).hex()}"
+def prepare() -> dict[str, Any]:
+    """Load our modules, then preload the stdlib ones (here and in bench/fork_floor.py alike)."""
+    mods = load_modules()
+    for name in _PRELOAD:
         try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _world_searchable(path: str) -> bool:
-    """Whether any uid may list `path` and reach it (x on every ancestor)."""
-    path = os.path.abspath(path)
-    try:
-        if os.stat(path).st_mode & 0o005 != 0o005:
-            return False
-        while path != "/":
-            path = os.path.dirname(path)
-            if not os.stat(path).st_mode & 0o001:
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _rebind_private_paths(libc: Any) -> int:
-    """Make the stdlib importable for slot uids when Python lives in a private place (/root).
-
-    Each such sys.path directory is bind-mounted read-only under our private /tmp, inside our
-    mount namespace only, and sys.path points there; modules preloaded before keep working.
-    """
-    rebound = 0
-    for i, entry in enumerate(list(sys.path)):
-        if not os.path.isdir(entry) or _world_searchable(entry):
-            continue
-        target = f"/tmp/.path{i}"
-        os.mkdir(target, 0o755)
-        if libc.mount(entry.encode(), target.encode(), None, MS_BIND | MS_REC, None) == 0:
-            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
-            libc.mount(None, target.encode(), None, flags, None)
-            sys.path[i] = target
-            # Packages imported already (encodings, json, ...) find submodules via __path__.
-            for mod in list(sys.modules.values()):
-                paths = getattr(mod, "__path__", None)
-                if isinstance(paths, list):
-                    paths[:] = [
-                        target + p[len(entry) :] if p.startswith(entry) else p for p in paths
-                    ]
-            rebound += 1
-    return rebound
-
-
-def _slot_uids(base: int, n: int) -> list[int] | None:
-    """This zygote's slot uids: a block derived from our pid, so no two live zygotes share one.
-
-    That matters: a run's cleanup kills every process of its uid, and RLIMIT_NPROC counts per
-    uid. pid_max is at most 2**22, so base + (pid << 8) + slot stays a valid uid for <= 256 slots.
-    None if an account owns any of them (never expected that high).
-    """
-    if n > 256:
-        return None
-    uids = [base + (os.getpid() << 8) + slot for slot in range(n)]
-    for uid in uids:
-        try:
-            pwd.getpwuid(uid)
-            return None
-        except KeyError:
+            __import__(name)
+        except ImportError:
             pass
-    return uids
-
-
-def _can_drop_to(uid: int) -> bool:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    return mods
 
 
 def _pidfd_works() -> bool:
@@ -261,8 +159,12 @@ class Job:
 
 
 class Zygote:
-    def __init__(self, cfg: dict[str, Any], worker: Any, iso: dict[str, Any], base: str) -> None:
-        self.cfg, self.worker, self.iso, self.base = cfg, worker, iso, base
+    def __init__(
+        self, cfg: dict[str, Any], mods: dict[str, Any], iso: dict[str, Any], base: str
+    ) -> None:
+        self.cfg, self.iso, self.base = cfg, iso, base
+        self.compile_suite = mods["suites"].compile_suite
+        self.child = mods["child"]
         self.ctl_in, self.ctl_out = os.dup(0), os.dup(1)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
@@ -374,7 +276,7 @@ class Zygote:
                 return
             if suite is None:
                 try:
-                    suite = self.worker.compile_suite(*job.raw_suite)
+                    suite = self.compile_suite(*job.raw_suite)
                 except Exception as e:
                     self._finish_job(job, error=f"the test suite does not compile: {e!r}")
                     return
@@ -412,7 +314,7 @@ class Zygote:
                     os.chown(workdir, uid, uid)
                 self.slot_dirs.add(job.slot)
             if job.rlimits is None:
-                job.rlimits = self.worker.rlimits(
+                job.rlimits = self.child.rlimits(
                     limits, limits["nproc"] if uid is not None else None
                 )
             cfg = {"kind": job.kind, "nonce": unit.nonce, "program": job.program,
@@ -434,7 +336,7 @@ class Zygote:
                 # Nothing of ours is freed or cleared here: every object touched costs the child
                 # a copied page, and dropping references would not scrub the memory anyway (all
                 # jobs of one sandbox come from the same client).
-                self.worker.child_main(cfg)
+                self.child.child_main(cfg)
             finally:
                 os._exit(70)
         try:
@@ -515,7 +417,7 @@ class Zygote:
             # else: an orphan grandchild handed to us as subreaper; reaping it is all we owe it
 
     def _clean(self, unit: Unit) -> bool:
-        """The child swept its uid and emptied its directory, then exited normally (worker)."""
+        """The child swept its uid and emptied its directory, then exited normally (child.py)."""
         if unit.timed_out or unit.status is None or not os.WIFEXITED(unit.status):
             return False
         self._collect(unit)
@@ -621,33 +523,21 @@ class Zygote:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    worker = _load_worker(cfg["worker_path"])
-    for name in _PRELOAD:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-    try:
-        iso, base = _setup_isolation(cfg)
-    except OSError as e:
-        if e.errno != errno.EPERM:
-            raise
-        iso, base = {"root": False, "netns": False, "mountns": False, "uid_drop": False,
-                     "audit_net": True, "uids": None}, _private_tmpdir()  # fmt: skip
-    # Inherited by every child: setuid binaries cannot hand privileges back to a program.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    # Children reuse these objects on their own fds 0-2 (see worker._confine).
+    mods = prepare()
+    child = mods["child"]
+    iso, base = mods["isolation"].isolate(cfg)
+    # Children reuse these objects on their own fds 0-2 (see child._confine).
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
-    # The children's stdout/stderr: written to the run's memfds up to its caps (worker.py).
-    sys.stdout = sys.__stdout__ = worker.capped_stream(1, line_buffering=False)  # type: ignore[misc]
-    sys.stderr = sys.__stderr__ = worker.capped_stream(2, line_buffering=True)  # type: ignore[misc]
+    # The children's stdout/stderr: written to the run's memfds up to its caps (child.py).
+    sys.stdout = sys.__stdout__ = child.capped_stream(1, line_buffering=False)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = child.capped_stream(2, line_buffering=True)  # type: ignore[misc]
     sys.argv = ["main.py"]  # what programs see; set here once rather than in every child
     import gc
 
-    worker.warm_up()
+    mods["runner"].warm_up()
     gc.collect()
     gc.freeze()  # objects from start-up stay out of the collector: fewer copy-on-write faults
-    Zygote(cfg, worker, iso, base).serve()
+    Zygote(cfg, mods, iso, base).serve()
 
 
 if __name__ == "__main__":

@@ -1,25 +1,23 @@
-"""The client side: `Sandbox` talks to one warm zygote process and turns its reports into Verdicts.
+"""The client side: `Sandbox` sends jobs to one warm zygote process and resolves their futures.
 
 Submitting threads only put encoded jobs in an outbox. One writer thread sends them to the zygote,
 at most 2 x workers in flight (so the zygote's queue, and the memory every fork copies, stay
 small); one reader thread per zygote resolves the futures. The reader never writes, so a zygote
 blocked on writing answers is always drained. If the zygote dies, the jobs it had go back to the
 outbox for a fresh one (each job is tried at most twice); a job that cannot run becomes an
-INFRA_ERROR verdict, never an exception.
+INFRA_ERROR verdict, never an exception. Requests are encoded by jobs.py; answers become
+Verdicts in verdicts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
-import hashlib
 import itertools
 import json
 import os
 import queue
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -31,40 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collabcoder.analyzers.sandbox.io_compare import outputs_match
+from collabcoder.analyzers.sandbox.jobs import AssertJob, IOJob, encode_job
 from collabcoder.analyzers.sandbox.limits import SandboxLimits
-from collabcoder.analyzers.testcases import AssertSuite, IOCase, IOSuite
-from collabcoder.analyzers.verdict import Outcome, SyntaxErrorInfo, TestResult, Verdict
+from collabcoder.analyzers.sandbox.verdicts import Raw, to_verdict
+from collabcoder.analyzers.testcases import AssertSuite, IOSuite
+from collabcoder.analyzers.verdict import Verdict
 
-_HERE = Path(__file__).resolve().parent
-_ZYGOTE = _HERE / "zygote.py"
-_WORKER = _HERE / "worker.py"
+ZYGOTE_SCRIPT = Path(__file__).resolve().parent / "zygote.py"
 # Slot uids: 0x40000000 + (zygote pid << 8) + slot, far above any real account (see zygote).
 _UID_BASE = 0x40000000
 _START_TIMEOUT_S = 60.0
 _RESTART_BACKOFF_S = 5.0
 _MAX_ATTEMPTS = 2
 _SUITE_CACHE_SIZE = 512  # compiled suites the zygote keeps (it asks again for evicted ones)
-_MB = 1024 * 1024
-_MAX_TEST_TEXT = 2000
-_CHILD_OUTCOMES = {"passed", "wrong_answer", "runtime_error", "memory_exceeded"}
 
 DEFAULT_LIMITS = SandboxLimits()
-Raw = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AssertJob:
-    program: str
-    suite: AssertSuite
-    limits: SandboxLimits | None = None
-
-
-@dataclass(frozen=True)
-class IOJob:
-    program: str
-    suite: IOSuite
-    limits: SandboxLimits | None = None
 
 
 class _Zygote:
@@ -213,7 +192,7 @@ class Sandbox:
         """All jobs concurrently (the zygote runs `workers` at a time); results in input order."""
         futures = [self._submit_job(job) for job in jobs]
         return [
-            _to_verdict(job, job.limits or self.limits, fut.result())
+            to_verdict(job, job.limits or self.limits, fut.result())
             for job, fut in zip(jobs, futures, strict=True)
         ]
 
@@ -232,7 +211,7 @@ class Sandbox:
         futures = [asyncio.wrap_future(self._submit_job(job)) for job in jobs]
         raws = await asyncio.gather(*futures)
         return [
-            _to_verdict(job, job.limits or self.limits, raw)
+            to_verdict(job, job.limits or self.limits, raw)
             for job, raw in zip(jobs, raws, strict=True)
         ]
 
@@ -264,18 +243,7 @@ class Sandbox:
         fut: Future[Raw] = Future()
         fut.set_running_or_notify_cancel()  # cannot be cancelled under us (asyncio wrappers)
         try:
-            head = (
-                f'{{"id":{jid},"limits":{_limits_json(limits)},"program":{json.dumps(job.program)},'
-            )
-            key = short = None
-            if isinstance(job, AssertJob):
-                key, suite = _suite_json(job.suite)
-                body = f'"kind":"asserts","suite_key":"{key}","suite":{suite}}}\n'
-                short = (head + f'"kind":"asserts","suite_key":"{key}"}}\n').encode()
-            else:
-                cases = json.dumps([_wire_case(c) for c in job.suite.cases])
-                body = f'"kind":"io","cases":{cases}}}\n'
-            line = (head + body).encode()  # json.dumps output is ASCII
+            line, short, key = encode_job(jid, job, limits)
         except (TypeError, ValueError) as e:
             fut.set_result(_infra(f"job cannot be encoded: {e!r}"))
             return fut
@@ -340,7 +308,6 @@ class Sandbox:
         cfg = {
             "workers": self.workers,
             "uid_base": _UID_BASE,
-            "worker_path": str(_WORKER),
             "tmpfs_mb": 256 + 2 * biggest_file * self.workers,
             "tmpfs_inodes": 20000 + 2000 * self.workers,
             "suite_cache": _SUITE_CACHE_SIZE,
@@ -350,7 +317,7 @@ class Sandbox:
                "HOME": "/tmp"}  # fmt: skip
         try:
             proc = subprocess.Popen(
-                [self.python, "-I", "-S", "-B", str(_ZYGOTE), json.dumps(cfg)],
+                [self.python, "-I", "-S", "-B", str(ZYGOTE_SCRIPT), json.dumps(cfg)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -456,233 +423,3 @@ def default_sandbox() -> Sandbox:
             _DEFAULT = Sandbox()
             atexit.register(_DEFAULT.close)
         return _DEFAULT
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports -> Verdicts
-# ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
-def _limits_json(limits: SandboxLimits) -> str:
-    return json.dumps(limits.to_wire())
-
-
-@functools.lru_cache(maxsize=4096)
-def _suite_json(suite: AssertSuite) -> tuple[str, str]:
-    """(key, JSON) of a suite, once per suite: the zygote caches compiled suites by key."""
-    wire = [suite.entry_point, suite.preamble, [[s.source, s.is_test, s.line] for s in suite.steps]]
-    text = json.dumps(wire)
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest(), text
-
-
-def _wire_case(case: IOCase) -> dict[str, Any]:
-    # Room for the whole expected output (and then some) even above max_output_bytes.
-    return {"stdin": case.stdin, "cap": 2 * len(case.expected_stdout.encode()) + 4096}
-
-
-def _to_verdict(job: AssertJob | IOJob, limits: SandboxLimits, raw: Raw) -> Verdict:
-    try:
-        if raw.get("error") or (not raw.get("runs") and isinstance(job, AssertJob)):
-            return _infra_verdict(str(raw.get("error") or "no run was reported"))
-        if isinstance(job, AssertJob):
-            return _assert_verdict(job.suite, limits, raw["runs"][0])
-        return _io_verdict(job.suite, limits, raw["runs"])
-    except Exception as e:  # malformed report: ours to fix, never the program's fault
-        return _infra_verdict(f"could not read the sandbox report: {e!r}")
-
-
-def _infra_verdict(message: str) -> Verdict:
-    return Verdict(outcome=Outcome.INFRA_ERROR, infra_error=message)
-
-
-def _s(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _i(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _f(v: Any) -> float:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
-
-
-def _messages(run: Raw) -> list[Raw]:
-    """The child's result lines that carry this run's nonce; anything else is not ours."""
-    nonce = run.get("nonce")
-    msgs = []
-    for line in str(run.get("res", "")).split("\n"):
-        try:
-            m = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(m, dict) and nonce and m.pop("n", None) == nonce:
-            msgs.append(m)
-    return msgs
-
-
-def _infra_message(run: Raw) -> str | None:
-    # Only an "infra" report sent before confinement finished counts: the program runs after
-    # confinement, so one it forges comes too late.
-    for m in run["msgs"]:
-        if m.get("t") == "confined":
-            return None
-        if m.get("t") == "infra":
-            return _s(m.get("message")) or "the child could not be confined"
-    return None
-
-
-def _ended_early(run: Raw, limits: SandboxLimits) -> tuple[Outcome, str]:
-    """Why a run ended without its final report."""
-    sig = _i(run.get("sig"))
-    if run.get("timed_out"):
-        return Outcome.TIMEOUT, f"timed out after {limits.timeout_s:g} s"
-    cpu = limits.effective_cpu_s
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _f(run.get("cpu_s")) >= cpu - 0.05):
-        return Outcome.TIMEOUT, f"CPU time limit of {cpu} s exceeded"
-    big = _f(run.get("maxrss_kb")) * 1024 >= 0.5 * limits.memory_mb * _MB
-    crash = sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGKILL)
-    if "MemoryError" in str(run.get("stderr", ""))[-4000:] or (crash and big):
-        return Outcome.MEMORY_EXCEEDED, f"memory limit of {limits.memory_mb} MB exceeded"
-    if sig:
-        return Outcome.RUNTIME_ERROR, f"killed by signal {signal.Signals(sig).name}"
-    code = _i(run.get("code"))
-    return (
-        Outcome.RUNTIME_ERROR,
-        f"the process exited with status {code} before reporting its results",
-    )
-
-
-def _extra(runs: Sequence[Raw]) -> dict[str, Any]:
-    return {
-        "cpu_s": sum(_f(r.get("cpu_s")) for r in runs),
-        "max_rss_kb": max((_i(r.get("maxrss_kb")) or 0 for r in runs), default=0),
-        "exit_code": _i(runs[-1].get("code")) if runs else None,
-        "signal": _i(runs[-1].get("sig")) if runs else None,
-    }
-
-
-def _child_outcome(v: Any) -> Outcome:
-    return Outcome(v) if v in _CHILD_OUTCOMES else Outcome.RUNTIME_ERROR
-
-
-def _common(run: Raw) -> dict[str, Any]:
-    return {
-        "stdout": str(run.get("stdout", "")),
-        "stderr": str(run.get("stderr", "")),
-        "duration_s": _f(run.get("wall_s")),
-    }
-
-
-def _assert_verdict(suite: AssertSuite, limits: SandboxLimits, run: Raw) -> Verdict:
-    msgs = run["msgs"] = _messages(run)
-    common = _common(run)
-    extra = _extra([run])
-    infra = _infra_message(run)
-    if infra is not None:
-        return Verdict(outcome=Outcome.INFRA_ERROR, infra_error=infra, **common, extra=extra)
-    kinds = {m.get("t") for m in msgs}
-    first = {m.get("t"): m for m in reversed(msgs)}
-    if "syntax" in kinds and "loaded" not in kinds:
-        m = first["syntax"]
-        info = SyntaxErrorInfo(_s(m.get("message")) or "invalid syntax", _i(m.get("line")),
-                               _i(m.get("col")), _s(m.get("text")))  # fmt: skip
-        return Verdict(outcome=Outcome.SYNTAX_ERROR, syntax_error=info, **common, extra=extra)
-    if "loaded" not in kinds:
-        if "load_error" in kinds:
-            m = first["load_error"]
-            err = {"error_type": _s(m.get("error_type")), "message": _s(m.get("message")),
-                   "line": _i(m.get("line"))}  # fmt: skip
-            mem = err["error_type"] == "MemoryError"
-            outcome = Outcome.MEMORY_EXCEEDED if mem else Outcome.RUNTIME_ERROR
-        else:
-            outcome, message = _ended_early(run, limits)
-            err = {"error_type": None, "message": message, "line": None}
-        return Verdict(outcome=outcome, **common, extra={**extra, "error": err})
-
-    reported = {m.get("i"): m for m in msgs if m.get("t") == "test"}
-    ended = None if "done" in kinds else _ended_early(run, limits)
-    tests: list[TestResult] = []
-    missing_seen = False
-    for n, (i, step) in enumerate((i, s) for i, s in enumerate(suite.steps) if s.is_test):
-        r = reported.get(i)
-        if r is not None:
-            tests.append(TestResult(
-                index=n, test=step.source, outcome=_child_outcome(r.get("o")),
-                expected=_s(r.get("expected")), actual=_s(r.get("actual")),
-                error_type=_s(r.get("error_type")), message=_s(r.get("message")),
-                line=_i(r.get("line")), duration_s=_f(r.get("dur")),
-            ))  # fmt: skip
-            continue
-        outcome, message = ended or (Outcome.RUNTIME_ERROR, "no result was reported")
-        tests.append(TestResult(index=n, test=step.source, outcome=outcome,
-                                message=f"not run: {message}" if missing_seen else message))  # fmt: skip
-        missing_seen = True
-    failures = [t.outcome for t in tests if not t.passed]
-    if ended is not None and not failures:
-        failures = [ended[0]]  # every test passed, yet the run never said it was done
-    outcome = failures[0] if failures else Outcome.PASSED
-    return Verdict(outcome=outcome, tests=tuple(tests), **common, extra=extra)
-
-
-def _io_verdict(suite: IOSuite, limits: SandboxLimits, runs: list[Raw]) -> Verdict:
-    for run in runs:
-        run["msgs"] = _messages(run)
-        infra = _infra_message(run)
-        if infra is not None:
-            return Verdict(outcome=Outcome.INFRA_ERROR, infra_error=infra, **_common(run))
-    if runs:
-        syntax = [m for m in runs[0]["msgs"] if m.get("t") == "syntax"]
-        if syntax:
-            m = syntax[0]
-            info = SyntaxErrorInfo(_s(m.get("message")) or "invalid syntax", _i(m.get("line")),
-                                   _i(m.get("col")), _s(m.get("text")))  # fmt: skip
-            return Verdict(outcome=Outcome.SYNTAX_ERROR, syntax_error=info, **_common(runs[0]),
-                           extra=_extra(runs))  # fmt: skip
-    tests: list[TestResult] = []
-    for n, case in enumerate(suite.cases):
-        stdin = (
-            case.stdin if len(case.stdin) <= _MAX_TEST_TEXT else case.stdin[:_MAX_TEST_TEXT] + "..."
-        )
-        if n < len(runs):
-            tests.append(_io_case(n, stdin, case, runs[n], limits))
-        else:  # the zygote stops after a timeout: later cases would time out too
-            prev = tests[-1] if tests else None
-            outcome = prev.outcome if prev else Outcome.INFRA_ERROR
-            tests.append(TestResult(index=n, test=stdin, outcome=outcome, expected=case.expected_stdout,
-                                    message="not run: an earlier case timed out"))  # fmt: skip
-    failing = [i for i, t in enumerate(tests) if not t.passed]
-    outcome = tests[failing[0]].outcome if failing else Outcome.PASSED
-    shown = runs[min(failing[0], len(runs) - 1)] if failing and runs else (runs[-1] if runs else {})
-    if any(t.outcome is Outcome.INFRA_ERROR for t in tests):
-        return _infra_verdict("the sandbox reported no runs")
-    return Verdict(outcome=outcome, tests=tuple(tests), **_common(shown), extra=_extra(runs))
-
-
-def _io_case(n: int, stdin: str, case: IOCase, run: Raw, limits: SandboxLimits) -> TestResult:
-    stdout = str(run.get("stdout", ""))
-    exits = [m for m in run["msgs"] if m.get("t") == "io_exit"]
-    base: dict[str, Any] = {"index": n, "test": stdin, "expected": case.expected_stdout,
-                            "actual": stdout, "duration_s": _f(run.get("wall_s"))}  # fmt: skip
-    if exits:
-        m = exits[0]
-        error = m.get("error")
-        if isinstance(error, dict):
-            mem = error.get("error_type") == "MemoryError"
-            return TestResult(outcome=Outcome.MEMORY_EXCEEDED if mem else Outcome.RUNTIME_ERROR,
-                              error_type=_s(error.get("error_type")), message=_s(error.get("message")),
-                              line=_i(error.get("line")), **base)  # fmt: skip
-        if _i(m.get("code")):
-            return TestResult(outcome=Outcome.RUNTIME_ERROR, error_type="SystemExit",
-                              message=f"exit status {m.get('code')}", **base)  # fmt: skip
-    elif not (run.get("code") == 0 and run.get("sig") is None and not run.get("timed_out")):
-        outcome, message = _ended_early(run, limits)
-        return TestResult(outcome=outcome, message=message, **base)
-    # Finished normally (or left by os._exit(0), a legitimate way for a script to end).
-    if outputs_match(case.expected_stdout, stdout):
-        return TestResult(outcome=Outcome.PASSED, **base)
-    note = " (stdout was truncated)" if run.get("out_trunc") else ""
-    return TestResult(
-        outcome=Outcome.WRONG_ANSWER,
-        message=f"stdout differs from the expected output{note}",
-        **base,
-    )
