@@ -48,7 +48,7 @@ extension: setup $(NODE_STAMP)
 	COLLAB_PYTHON=$(abspath $(BIN)/python) $(NPM) run package
 
 # Everything: the Python suite, then the extension's unit tests and its end-to-end tests in a
-# real VS Code (code-server 4.100.3 + Chromium, installed by ../shared/tools/vscode-e2e/setup.sh
+# real VS Code (code-server 4.100.3 + Chromium, installed by extension/scripts/install-code-server.sh
 # when missing). pytest's exit code 5 (no test collected) is a failure here, not a pass.
 test: test-python test-extension
 

@@ -1,6 +1,6 @@
 // A real VS Code for end-to-end tests: code-server 4.100.3 (VS Code 1.100.3) with the built
 // .vsix installed into private extension and user-data folders, driven by Playwright through
-// Debian's Chromium. See ../shared/tools/vscode-e2e/setup.sh (beside the repo) for the install.
+// Debian's Chromium, installed by extension/scripts/install-code-server.sh when missing.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,9 +10,7 @@ import { chromium, type Browser, type FrameLocator, type Page } from 'playwright
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const ARTIFACTS = path.join(REPO, 'extension', 'e2e', 'artifacts');
-// CI clones the repo with shared/ beside it; a developer checkout has the same layout.
-const SETUP =
-  process.env.VSCODE_E2E_SETUP ?? path.resolve(REPO, '..', 'shared', 'tools', 'vscode-e2e', 'setup.sh');
+const SETUP = path.join(REPO, 'extension', 'scripts', 'install-code-server.sh');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** Flags headless Chromium needs here (root, no GPU, nothing phoning home). */

@@ -6,7 +6,7 @@
 #
 # With `code` on PATH: installs the .vsix into that VS Code and opens the workspace.
 # Otherwise (or with COLLAB_USE_CODE_SERVER=1): starts code-server 4.100.3 (installed by
-# /work/shared/tools/vscode-e2e/setup.sh when missing) with the extension, prints its URL and
+# extension/scripts/install-code-server.sh when missing) with the extension, prints its URL and
 # serves until Ctrl+C. COLLAB_EDITOR_HOST / COLLAB_EDITOR_PORT pick the address (127.0.0.1:8080).
 set -euo pipefail
 
@@ -56,9 +56,8 @@ fi
 if command -v code-server >/dev/null 2>&1; then
   CODE_SERVER="$(command -v code-server)"
 else
-  SETUP="${VSCODE_E2E_SETUP:-$REPO/../shared/tools/vscode-e2e/setup.sh}"
-  [ -f "$SETUP" ] || { echo "open-editor: neither 'code' nor 'code-server' is on PATH, and $SETUP is missing" >&2; exit 1; }
-  PREFIX="$(bash "$SETUP" | tail -n 1)"
+  echo "open-editor: no 'code' on PATH: installing code-server (once, a few minutes)" >&2
+  PREFIX="$(bash "$REPO/extension/scripts/install-code-server.sh" | tail -n 1)"
   CODE_SERVER="$PREFIX/node_modules/.bin/code-server"
 fi
 STATE="$REPO/runs/code-server"
