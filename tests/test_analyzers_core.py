@@ -263,16 +263,17 @@ class _Judge:
 
 
 def test_score_with_a_judge_backend() -> None:
+    from collabcoder.analyzers.static.llm_score import Reviewer
     from collabcoder.server.backends.base import CompletionRequest
 
     judge = _Judge("7/10 - fine")
     ctx = AnalysisContext("def add(a, b):\n    return ", "a + b\n")
-    (result,) = run_analyzers_sync(ctx, ["score"], judge=judge)
+    (result,) = run_analyzers_sync(ctx, ["score"], reviewer=Reviewer(judge, CompletionRequest))
     assert result.kind == "score" and result.passed and result.score == pytest.approx(0.7)
     (request,) = judge.requests
     assert isinstance(request, CompletionRequest) and request.messages is not None
     assert "a + b" in request.messages[-1]["content"]
-    (unreadable,) = run_analyzers_sync(ctx, ["score"], judge=_Judge("no idea"))
+    (unreadable,) = run_analyzers_sync(ctx, ["score"], reviewer=Reviewer(_Judge("no idea")))
     assert unreadable.infra_error and unreadable.score == 0.5
 
 

@@ -7,22 +7,20 @@ import textwrap
 
 import pytest
 
-from collabcoder.analyzers.feedback import (
+from collabcoder.analyzers.protocol.feedback import (
     ALL_LEVELS_PASSED,
     NOT_ALL_LEVELS_PASSED,
-    ExpertEdits,
     FeedbackMode,
     FeedbackOptions,
-    FeedbackTask,
-    expert_messages,
     feedback_text,
-    initial_prompts,
-    parse_expert_reply,
     parse_mode,
     render_next_prompts,
     run_feedback_tests,
     slice_verdict,
 )
+from collabcoder.analyzers.protocol.program import FeedbackTask
+from collabcoder.analyzers.protocol.prompts import expert_messages, initial_prompts
+from collabcoder.analyzers.protocol.replies import ExpertEdits, parse_expert_reply
 from collabcoder.analyzers.testcases import AssertSuite, IOCase, IOSuite
 from collabcoder.analyzers.testcases import TestStep as Step
 from collabcoder.analyzers.verdict import Outcome, SyntaxErrorInfo, Verdict

@@ -18,13 +18,13 @@ from collabcoder.server.backends.openai_backend import OpenAIBackend
 from collabcoder.server.backends.transformers_backend import TransformersBackend
 from collabcoder.server.loop import (
     FeedbackLoop,
-    IterationEvent,
+    Iteration,
     LoopConfig,
     Node,
     pick,
     write_run_logs,
 )
-from collabcoder.server.loop.prompts import continuation_from_reply, trim_to_block
+from collabcoder.server.loop.messages import continuation_from_reply, trim_to_block
 
 PREFIX = "def add(a: int, b: int) -> int:\n    "
 FAST = ("syntax",)  # tiny-model output rarely parses; other analyzers are skipped after it
@@ -56,7 +56,7 @@ def tiny_backend(tiny_model_dir: Path) -> TransformersBackend:
 async def test_loop_with_tiny_model_returns_best_and_logs(
     tiny_backend: TransformersBackend, tmp_path: Path
 ) -> None:
-    events: list[IterationEvent] = []
+    events: list[Iteration] = []
     config = LoopConfig(analyzers=FAST, max_iter=2, n=2, temperature=1.0, max_tokens=8, seed=1)
     result = await FeedbackLoop(tiny_backend, config).run(
         AnalysisContext(prefix=PREFIX, completion=""), on_iteration=events.append
@@ -152,7 +152,7 @@ async def test_embedded_model_repairs_through_feedback() -> None:
 
 
 def test_prefilled_replies_continue_at_the_cursor() -> None:
-    from collabcoder.server.loop.prompts import (
+    from collabcoder.server.loop.messages import (
         PromptParts,
         align_to_cursor,
         first_messages,

@@ -21,7 +21,7 @@ from fixtures.lsp_helpers import (
 
 from collabcoder.server.agents.manifest import AgentEntry, AgentsManifest, TurnProtocol
 from collabcoder.server.backends.base import Candidate, CompletionRequest
-from collabcoder.server.lsp.agents import AgentTeam, compose_at_cursor, enclosing_function
+from collabcoder.server.lsp.team import AgentTeam, compose_at_cursor, enclosing_function
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from collabcoder.server.lsp.cache import ForwardCache
 from collabcoder.server.lsp.context import Mode, completion_mode, split_at, trim_context
-from collabcoder.server.lsp.postprocess import clean_completion
+from collabcoder.server.lsp.documents import Documents, editor_environment
+from collabcoder.server.lsp.postprocess import fit_to_cursor
 from collabcoder.server.lsp.settings import Settings, parse_settings
 from collabcoder.server.lsp.telemetry import RedactingFilter
 
@@ -143,34 +143,35 @@ def test_trim_context_counts_with_the_models_tokenizer(tiny_model_dir: Path) -> 
         ("   \n  ", "def h():\n    ", "\n", "multi", ""),
     ],
 )
-def test_clean_completion(text: str, prefix: str, suffix: str, mode: Mode, expected: str) -> None:
-    assert clean_completion(text, prefix, suffix, mode).text == expected
+def test_fit_to_cursor(text: str, prefix: str, suffix: str, mode: Mode, expected: str) -> None:
+    assert fit_to_cursor(text, prefix, suffix, mode).text == expected
 
 
-def test_clean_completion_reports_truncation_for_early_stopping() -> None:
-    assert clean_completion("a\nb", "x = ", "\n", "single").truncated
-    assert not clean_completion("abc", "x = ", "\n", "single").truncated
+def test_fit_to_cursor_reports_truncation_for_early_stopping() -> None:
+    assert fit_to_cursor("a\nb", "x = ", "\n", "single").truncated
+    assert not fit_to_cursor("abc", "x = ", "\n", "single").truncated
 
 
 # ---- cache ------------------------------------------------------------------------------------
 
 
 def test_forward_cache_follows_typing_and_gives_up_on_divergence() -> None:
-    cache = ForwardCache()
+    documents = Documents()
+    cache, other = documents.open("u").cache, documents.open("v").cache
     prefix, suffix = "x" * 5000 + "\nvalue = ", "\nprint(value)\n"
-    cache.put("u", prefix, suffix, "compute(1, 2)", "id1")
-    same = cache.lookup("u", prefix, suffix)
+    cache.put(prefix, suffix, "compute(1, 2)", "id1")
+    same = cache.lookup(prefix, suffix)
     assert same is not None and same.text == "compute(1, 2)"
-    hit = cache.lookup("u", prefix + "comp", suffix)
+    hit = cache.lookup(prefix + "comp", suffix)
     assert hit is not None and (hit.text, hit.item_id, hit.typed) == ("ute(1, 2)", "id1", "comp")
-    assert cache.lookup("u", prefix + "compx", suffix) is None  # typed something else
-    assert cache.lookup("u", prefix + "comp", "#" + suffix) is None  # code after changed
-    assert cache.lookup("u", "y" + prefix[1:] + "comp", suffix) is not None  # far above: unseen
-    assert cache.lookup("u", prefix[:-1] + "X" + "comp", suffix) is None  # just above: seen
-    assert cache.lookup("v", prefix + "comp", suffix) is None  # other document
-    assert cache.lookup("u", prefix + "compute(1, 2)", suffix) is None  # all typed
-    cache.clear("u")
-    assert cache.lookup("u", prefix, suffix) is None
+    assert cache.lookup(prefix + "compx", suffix) is None  # typed something else
+    assert cache.lookup(prefix + "comp", "#" + suffix) is None  # code after changed
+    assert cache.lookup("y" + prefix[1:] + "comp", suffix) is not None  # far above: unseen
+    assert cache.lookup(prefix[:-1] + "X" + "comp", suffix) is None  # just above: seen
+    assert other.lookup(prefix + "comp", suffix) is None  # other document
+    assert cache.lookup(prefix + "compute(1, 2)", suffix) is None  # all typed
+    cache.clear()
+    assert cache.lookup(prefix, suffix) is None
 
 
 # ---- logging ----------------------------------------------------------------------------------
@@ -206,18 +207,18 @@ def test_environment_gives_the_analyzers_root_interpreter_and_unsaved_buffers(
         [types.WorkspaceFolder(uri=outer.as_uri(), name="outer"),
          types.WorkspaceFolder(uri=inner.as_uri(), name="inner")],
     )  # fmt: skip
-    server.settings = server.settings.model_copy(
+    server.engine.settings = server.engine.settings.model_copy(
         update={"python_path": "/usr/bin/python3", "analyzers": ()})  # no warm-up task
     docs = {name: (inner / name).as_uri() for name in ("main.py", "helper.py", "saved.py",
                                                        "notes.txt")}
     for uri in docs.values():
         server.workspace.put_text_document(
             types.TextDocumentItem(uri=uri, language_id="python", version=1, text="x = 1\n"))
-        server.doc_opened(uri)
+        server.documents.open(uri)
     for name in ("main.py", "helper.py", "saved.py", "notes.txt"):
-        server.doc_changed(docs[name])
-    server.doc_saved(docs["saved.py"])
-    env = server.environment(server.workspace.get_text_document(docs["main.py"]))
+        server.documents.changed(docs[name])
+    server.documents.saved(docs["saved.py"])
+    env = editor_environment(server, server.workspace.get_text_document(docs["main.py"]))
     assert env.workspace_root == str(inner.resolve())  # the innermost folder holding the file
     assert env.python == "/usr/bin/python3"
     # Only other Python files with unsaved changes; not the document itself.

@@ -72,7 +72,7 @@ def test_export_writes_chat_rows(data_root: Path) -> None:
 def test_loop_format_reads_back_as_the_reference() -> None:
     """A model tuned on `--format loop` rows answers the loop's prompt in the form the loop's
     reply parser turns back into exactly the reference output."""
-    from collabcoder.server.loop.prompts import continuation_from_reply
+    from collabcoder.server.loop.messages import continuation_from_reply
 
     for pair in load_pairs(DEMO / "level_0"):
         row = conversation_row(pair, "loop")

@@ -6,16 +6,16 @@ import textwrap
 
 import pytest
 
-from collabcoder.analyzers.program import (
+from collabcoder.analyzers.protocol.program import (
     ProgramFacts,
     analyze_program,
-    clean_completion,
     compose_layout,
     compose_program,
     extract_imports,
     extract_prompt_context,
     function_signature,
 )
+from collabcoder.analyzers.protocol.replies import extract_function
 
 PROMPT = textwrap.dedent(
     '''\
@@ -119,7 +119,7 @@ def test_function_signature_keeps_annotations() -> None:
     assert function_signature(PROMPT, "missing") is None
 
 
-# --- clean_completion ------------------------------------------------------------------------
+# --- extract_function ----------------------------------------------------------------------
 
 
 def test_clean_fenced_reply_with_prose_and_demo_code() -> None:
@@ -141,7 +141,7 @@ def test_clean_fenced_reply_with_prose_and_demo_code() -> None:
 
         It checks every divisor up to the square root.'''
     )
-    code = clean_completion(reply, "aux")
+    code = extract_function(reply, "aux")
     assert code.startswith("import math\n")
     assert "def aux(n):" in code
     assert "print(" not in code
@@ -155,7 +155,7 @@ def test_clean_takes_the_last_fenced_block_that_defines_the_function() -> None:
         "Fixed version:\n```python\ndef f(x):\n    return x + 1\n```\n"
         "Example output:\n```text\n2\n```"
     )
-    assert clean_completion(reply, "f") == "def f(x):\n    return x + 1"
+    assert extract_function(reply, "f") == "def f(x):\n    return x + 1"
 
 
 def test_clean_unfenced_reply_with_prose_and_trailing_tests() -> None:
@@ -174,7 +174,7 @@ def test_clean_unfenced_reply_with_prose_and_trailing_tests() -> None:
             print(f([1]))
         This runs in linear time."""
     )
-    assert clean_completion(reply, "f") == (
+    assert extract_function(reply, "f") == (
         "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total"
     )
 
@@ -197,7 +197,7 @@ def test_clean_prefers_the_full_definition_over_a_repeated_signature() -> None:
             return y
         """
     )
-    code = clean_completion(reply, "x_or_y", exclude={"aux"})
+    code = extract_function(reply, "x_or_y", exclude={"aux"})
     assert code.endswith("    if aux(n):\n        return x\n    return y")
     assert code.count("def x_or_y") == 1
     compile(code, "<main>", "exec")
@@ -205,7 +205,7 @@ def test_clean_prefers_the_full_definition_over_a_repeated_signature() -> None:
 
 def test_clean_signature_line_repeated_without_body() -> None:
     reply = "def f(x):\ndef f(x):\n    return 2 * x\n"
-    assert clean_completion(reply, "f") == "def f(x):\n    return 2 * x"
+    assert extract_function(reply, "f") == "def f(x):\n    return 2 * x"
 
 
 def test_clean_keeps_helpers_the_function_uses_but_not_excluded_names() -> None:
@@ -227,7 +227,7 @@ def test_clean_keeps_helpers_the_function_uses_but_not_excluded_names() -> None:
             return _clip(aux(x))
         ```"""
     )
-    code = clean_completion(reply, "main_fn", exclude={"aux"})
+    code = extract_function(reply, "main_fn", exclude={"aux"})
     assert "LIMIT = 10" in code and "def _clip" in code and "def main_fn" in code
     assert "def aux" not in code and "def unrelated" not in code
 
@@ -242,7 +242,7 @@ def test_clean_body_only_continuation_is_joined_to_the_prompt_signature() -> Non
         "    return False\n"
         "<|endoftext|>"
     )
-    code = clean_completion(reply, "below_zero", prompt=PROMPT)
+    code = extract_function(reply, "below_zero", prompt=PROMPT)
     # The prompt's imports come along, so the cleaned code stands on its own.
     assert code.startswith("from typing import List\nimport math\n")
     assert "def below_zero(operations: List[int]) -> bool:" in code
@@ -252,7 +252,7 @@ def test_clean_body_only_continuation_is_joined_to_the_prompt_signature() -> Non
 
 def test_clean_keeps_a_broken_function_so_it_reads_as_a_syntax_error() -> None:
     reply = "Here:\ndef f(x)\n    return x +\n\nHope this helps!"
-    code = clean_completion(reply, "f")
+    code = extract_function(reply, "f")
     assert code == "def f(x)\n    return x +"
     assert facts(code, aux="", entry="f").syntax_ok is False
 
@@ -261,19 +261,19 @@ def test_clean_removes_chat_tokens_and_think_blocks() -> None:
     reply = (
         "<think>maybe def f(x): return 0</think>```python\ndef f(x):\n    return 1\n```<|im_end|>"
     )
-    assert clean_completion(reply, "f") == "def f(x):\n    return 1"
+    assert extract_function(reply, "f") == "def f(x):\n    return 1"
 
 
 def test_clean_dedents_an_indented_function() -> None:
     reply = "    def f(x):\n        '''doc\n    '''\n        return x\n"
-    code = clean_completion(reply, "f")
+    code = extract_function(reply, "f")
     assert code.startswith("def f(x):")
     compile(code, "<f>", "exec")
 
 
 @pytest.mark.parametrize("reply", ["", "I cannot help with that.", "def g(x):\n    return x\n"])
 def test_clean_returns_empty_when_the_function_is_absent(reply: str) -> None:
-    assert clean_completion(reply, "f") == ""
+    assert extract_function(reply, "f") == ""
 
 
 # --- analyze_program -------------------------------------------------------------------------
@@ -443,7 +443,7 @@ def test_empty_main_is_neither_defined_nor_syntactically_ok() -> None:
 
 def test_clean_expands_leading_tabs_but_not_tabs_in_strings() -> None:
     reply = 'def f(x):\n\tif x:\n\t\treturn "a\tb"\n\treturn ""\nprint(f(1))'
-    code = clean_completion(reply, "f")
+    code = extract_function(reply, "f")
     assert code == 'def f(x):\n        if x:\n                return "a\tb"\n        return ""'
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collabcoder.analyzers.program import analyze_program
-from collabcoder.analyzers.rewards import (
+from collabcoder.analyzers.protocol.program import analyze_program
+from collabcoder.analyzers.protocol.rewards import (
     LEVEL_DEFINITIONS,
     LEVEL_NONE,
     LEVEL_SYNTAX,
@@ -256,7 +256,7 @@ def test_real_sandbox_run_then_reward() -> None:
     module = pytest.importorskip("collabcoder.analyzers.sandbox")
     if not hasattr(module, "default_sandbox"):
         pytest.skip("collabcoder.analyzers.sandbox does not export default_sandbox yet")
-    from collabcoder.analyzers.program import clean_completion
+    from collabcoder.analyzers.protocol.replies import extract_function
     from collabcoder.analyzers.testcases import extract_assert_suite
 
     suite = extract_assert_suite(CHE_TEST, "x_or_y")
@@ -264,8 +264,8 @@ def test_real_sandbox_run_then_reward() -> None:
         "Helper:\n```python\ndef aux(n):\n    return n > 1 and all(n % d for d in range(2, n))\n```"
     )
     main_reply = f"```python\n{MAIN}```\nThis uses aux."
-    aux = clean_completion(aux_reply, "aux")
-    main = clean_completion(main_reply, "x_or_y", exclude={"aux"})
+    aux = extract_function(aux_reply, "aux")
+    main = extract_function(main_reply, "x_or_y", exclude={"aux"})
     scored = score_program(CHE_PROMPT, aux, main, suite, sandbox=module.default_sandbox())
     assert scored.verdict is not None and scored.verdict.all_passed, scored.verdict
     assert scored.breakdown.total == pytest.approx(4.0)
@@ -279,7 +279,8 @@ def test_real_sandbox_run_then_reward() -> None:
     assert buggy.breakdown.total == pytest.approx(4.0 - 0.25)
 
     # The same verdict drives the next turn's feedback.
-    from collabcoder.analyzers.feedback import FeedbackTask, feedback_text
+    from collabcoder.analyzers.protocol.feedback import feedback_text
+    from collabcoder.analyzers.protocol.program import FeedbackTask
 
     task = FeedbackTask(CHE_PROMPT, "x_or_y")
     text = feedback_text("level_feedback", "aux", task, buggy_aux, main, buggy.verdict)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from test_trainer_magrpo import code_env, make_config
 
-from collabcoder.server.lsp.agents import AgentTeam, enclosing_function
+from collabcoder.server.lsp.team import AgentTeam, enclosing_function
 from collabcoder.training.data import load_tasks
 from collabcoder.training.trainers import MAGRPOTrainer
 

@@ -13,7 +13,7 @@ from collabcoder.analyzers.static.base import (
     BlockingAnalyzer,
 )
 from collabcoder.analyzers.static.context import AnalysisContext
-from collabcoder.analyzers.static.llm_score import JudgeBackend, ScoreAnalyzer
+from collabcoder.analyzers.static.llm_score import Reviewer, ReviewerBackend, ScoreAnalyzer
 from collabcoder.analyzers.static.registry import (
     UnknownAnalyzerError,
     available_analyzers,
@@ -47,7 +47,8 @@ __all__ = [
     "AnalyzerUnavailable",
     "BlockingAnalyzer",
     "Diagnostic",
-    "JudgeBackend",
+    "Reviewer",
+    "ReviewerBackend",
     "ScoreAnalyzer",
     "Severity",
     "UnknownAnalyzerError",

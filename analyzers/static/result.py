@@ -8,6 +8,7 @@ are 1-based, like the numbers the model reads in the feedback text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -121,7 +122,7 @@ def feedback_text(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], limit:
     return "\n".join(lines)
 
 
-def combined_feedback(results: list[AnalyzerResult] | tuple[AnalyzerResult, ...]) -> str:
+def combined_feedback(results: Sequence[AnalyzerResult]) -> str:
     """One feedback turn from all results: failures first; infra and skipped results left out."""
     parts = [r.message for r in results if not r.passed and not r.skipped and not r.infra_error]
     if not parts:

@@ -18,7 +18,7 @@ from typing import TypeAlias
 
 from collabcoder.analyzers.static.base import Analyzer, AnalyzerTimeout, AnalyzerUnavailable
 from collabcoder.analyzers.static.context import AnalysisContext
-from collabcoder.analyzers.static.llm_score import JudgeBackend, ScoreAnalyzer
+from collabcoder.analyzers.static.llm_score import Reviewer, ScoreAnalyzer
 from collabcoder.analyzers.static.registry import canonical_name, get_analyzer
 from collabcoder.analyzers.static.result import AnalyzerResult, infra_result, skipped_result
 
@@ -30,7 +30,7 @@ AnalyzerSpec: TypeAlias = "str | Analyzer"  # a name/alias, or a ready analyzer 
 
 
 def resolve_analyzers(
-    names: Sequence[AnalyzerSpec], judge: JudgeBackend | None = None
+    names: Sequence[AnalyzerSpec], reviewer: Reviewer | None = None
 ) -> list[Analyzer]:
     """Names (or aliases, or ready analyzer objects) -> analyzers, deduplicated, in order."""
     seen: set[str] = set()
@@ -39,7 +39,7 @@ def resolve_analyzers(
         if isinstance(spec, str):
             key = canonical_name(spec)
             analyzer: Analyzer = (
-                ScoreAnalyzer(judge) if key == "score" and judge is not None else get_analyzer(key)
+                ScoreAnalyzer(reviewer) if key == "score" and reviewer is not None else get_analyzer(key)
             )
         else:
             analyzer = spec
@@ -75,7 +75,7 @@ async def run_analyzers(
     names: Sequence[AnalyzerSpec] = DEFAULT_ANALYZERS,
     budget_s: float | None = None,
     *,
-    judge: JudgeBackend | None = None,
+    reviewer: Reviewer | None = None,
 ) -> list[AnalyzerResult]:
     """Results in the order of `names`.
 
@@ -84,7 +84,7 @@ async def run_analyzers(
     when not requested: when it fails, the others are reported as skipped and its result is
     included so the caller sees why.
     """
-    analyzers = resolve_analyzers(names, judge)
+    analyzers = resolve_analyzers(names, reviewer)
     run_deadline = time.monotonic() + budget_s if budget_s is not None else math.inf
     requested = [a.name for a in analyzers]
     syntax_result = await _run_one(get_analyzer("syntax"), ctx, run_deadline)
@@ -107,17 +107,17 @@ def run_analyzers_sync(
     names: Sequence[AnalyzerSpec] = DEFAULT_ANALYZERS,
     budget_s: float | None = None,
     *,
-    judge: JudgeBackend | None = None,
+    reviewer: Reviewer | None = None,
 ) -> list[AnalyzerResult]:
     """`run_analyzers` for synchronous callers (CLI, scripts, notebooks)."""
     coro_args = (ctx, names, budget_s)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_analyzers(*coro_args, judge=judge))
+        return asyncio.run(run_analyzers(*coro_args, reviewer=reviewer))
     # Called from inside a running loop: asyncio.run would refuse, so use a helper thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, run_analyzers(*coro_args, judge=judge)).result()
+        return pool.submit(asyncio.run, run_analyzers(*coro_args, reviewer=reviewer)).result()
 
 
 async def warm_up(

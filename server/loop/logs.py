@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from collabcoder.analyzers.files import atomic_write
 from collabcoder.server.loop.search import LoopResult
 
 
@@ -30,18 +30,10 @@ def readable_conversation(result: LoopResult) -> str:
     return "\n".join(out) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_run_logs(result: LoopResult, folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     """Write `<name>.txt` and `<name>.json` into `folder`; returns both paths."""
     target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
     txt, js = target / f"{name}.txt", target / f"{name}.json"
-    _atomic_write(txt, readable_conversation(result))
-    _atomic_write(js, json.dumps(result.to_dict(), indent=2, default=str))
+    atomic_write(txt, readable_conversation(result))
+    atomic_write(js, json.dumps(result.to_dict(), indent=2, default=str))
     return txt, js

@@ -13,90 +13,79 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from collabcoder.analyzers.protocol.prompts import fim_feedback_prefix
 from collabcoder.analyzers.static import (
-    DEFAULT_ANALYZERS,
     AnalysisContext,
     AnalyzerResult,
+    Reviewer,
     combined_feedback,
     run_analyzers,
 )
 from collabcoder.server.backends.base import Backend, BackendError, Candidate, CompletionRequest
-from collabcoder.server.loop.prompts import (
-    SYSTEM_PROMPT,
-    FeedbackVariant,
+from collabcoder.server.loop.config import LoopConfig
+from collabcoder.server.loop.messages import (
     PromptParts,
     PromptStyle,
     completion_from_reply,
     feedback_messages,
-    fim_feedback_prefix,
     first_messages,
 )
 
-FeedbackFormat = Literal["analyzers", "level_feedback", "level_passed", "passed", "plain"]
+Messages = tuple[dict[str, str], ...]
+# (prefix, reply, prefilled) -> the text the reply inserts at the cursor
+CompletionOf = Callable[[str, str, bool], str]
+# (prompt parts, conversation, feedback or None, n, temperature) -> the model request
+RequestFor = Callable[[PromptParts, Messages, str | None, int, float], CompletionRequest]
 
 
-@dataclass(frozen=True)
-class LoopConfig:
-    analyzers: tuple[str, ...] = DEFAULT_ANALYZERS
-    max_iter: int = 10  # feedback expansions after the first completions
-    n: int = 1  # candidates per model request
-    temperature: float = 0.7
-    meta_temperature: float = 0.0
-    backtracking: bool = True
-    feedback_variant: FeedbackVariant = "coworker"
-    feedback_format: FeedbackFormat = "analyzers"
-    prompt_style: PromptStyle = "chat"
-    prefill: bool = True  # continue a prefilled reply where the backend supports it
-    system_prompt: str = SYSTEM_PROMPT
-    max_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    require_unique: bool = True  # resample when a candidate repeats an earlier one
-    max_retries: int = 5
-    delta_temperature: float = 0.2
-    max_temperature: float = 2.0
-    factor_n: int = 2
-    max_n: int = 32
-    time_budget_s: float | None = None  # wall clock for the whole run
-    seed: int | None = None
+def passes(results: Sequence[AnalyzerResult]) -> bool:
+    """Judged, and no critical analyzer blocks it."""
+    return bool(results) and not any(r.blocks for r in results)
 
-    def __post_init__(self) -> None:
-        if self.max_iter < 0 or self.n < 1:
-            raise ValueError("LoopConfig: max_iter must be >= 0 and n >= 1")
-        if self.meta_temperature < 0:
-            raise ValueError("LoopConfig: meta_temperature must be >= 0 (0 greedy, inf uniform)")
+
+def score_of(results: Sequence[AnalyzerResult]) -> float:
+    """Sum of analyzer scores (each in [0, 1]) plus 1 for passing every critical check: the one
+    scoring rule of the loop's search and of what the editor shows."""
+    return sum(r.score for r in results if not r.skipped) + (1.0 if passes(results) else 0.0)
+
+
+class Judged:
+    """Passing, score and the feedback text, all read off the analyzer results."""
+
+    results: Sequence[AnalyzerResult]
+
+    @property
+    def passing(self) -> bool:
+        return passes(self.results)
+
+    @property
+    def score(self) -> float:
+        return score_of(self.results)
+
+    @property
+    def feedback(self) -> str:
+        return combined_feedback(self.results)
 
 
 @dataclass
-class Node:
+class Node(Judged):
     id: str  # path in the tree: "R", "R.0", "R.0.2", ...
     parent: Node | None
-    messages: tuple[dict[str, str], ...]  # conversation up to and including this reply
+    messages: Messages  # conversation up to and including this reply
     reply: str
     completion: str
     results: list[AnalyzerResult]
     completion_tokens: int = 0
     expanded: bool = False
-
-    @property
-    def passing(self) -> bool:
-        return bool(self.results) and not any(r.blocks for r in self.results)
-
-    @property
-    def score(self) -> float:
-        """Sum of analyzer scores (each in [0, 1]) plus 1 for passing every critical check."""
-        return sum(r.score for r in self.results if not r.skipped) + (1.0 if self.passing else 0.0)
-
-    @property
-    def feedback(self) -> str:
-        return combined_feedback(self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,11 +97,36 @@ class Node:
 
 
 @dataclass(frozen=True)
-class IterationEvent:
-    """Sent to `on_iteration` for every judged candidate (the status panel shows these)."""
+class Iteration(Judged):
+    """One judged candidate, as `on_iteration` gets it and as the editor's panel shows it (the
+    same view for a loop node and for a turn of an agent team)."""
 
     iteration: int
-    node: Node
+    node_id: str
+    parent_id: str | None
+    completion: str
+    results: tuple[AnalyzerResult, ...]
+
+    @classmethod
+    def of(cls, node: Node, iteration: int) -> Iteration:
+        parent = node.parent.id if node.parent else None
+        return cls(iteration, node.id, parent, node.completion, tuple(node.results))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The `collab/iteration` fields after the run's token (docs/protocol.md)."""
+        return {
+            "iteration": self.iteration,
+            "nodeId": self.node_id,
+            "parentId": self.parent_id,
+            "completion": self.completion,
+            "score": round(self.score, 4),
+            "passing": self.passing,
+            "analyzers": [
+                {"name": r.name, "kind": r.kind, "passed": r.passed, "score": round(r.score, 4),
+                 "message": r.message, "infraError": r.infra_error, "skipped": r.skipped}
+                for r in self.results
+            ],
+        }
 
 
 @dataclass
@@ -141,7 +155,27 @@ class LoopResult:
         }
 
 
-OnIteration = Callable[[IterationEvent], Awaitable[None] | None]
+OnIteration = Callable[[Iteration], Awaitable[None] | None]
+
+
+def reply_completion(style: PromptStyle, prefix: str, reply: str, prefilled: bool) -> str:
+    """The loop's default `completion_of`: a FIM reply is the completion itself; a chat reply is
+    aligned with the code before the cursor."""
+    return reply if style == "fim" else completion_from_reply(prefix, reply, prefilled)
+
+
+def loop_request(config: LoopConfig, parts: PromptParts, messages: Messages,
+                 feedback: str | None, n: int, temperature: float) -> CompletionRequest:
+    """The loop's default `request_for`: chat messages, or a FIM prompt with the feedback as
+    comments above the cursor."""
+    # A prefilled reply sits inside a code fence: its closing fence ends the code.
+    stop = (*config.stop, "\n```") if parts.prefill and "\n```" not in config.stop else config.stop
+    common: dict[str, Any] = {"n": n, "temperature": temperature,
+                              "max_tokens": config.max_tokens, "stop": stop, "seed": config.seed}
+    if config.prompt_style == "fim":
+        prefix = fim_feedback_prefix(parts.prefix, feedback) if feedback else parts.prefix
+        return CompletionRequest(prompt=prefix, suffix=parts.suffix, **common)
+    return CompletionRequest(messages=messages, **common)
 
 
 def pick(frontier: Sequence[Node], meta_temperature: float, rng: random.Random) -> Node:
@@ -157,19 +191,28 @@ def pick(frontier: Sequence[Node], meta_temperature: float, rng: random.Random) 
 
 class FeedbackLoop:
     """One loop per completion site; `backend` makes first completions, `feedback_backend`
-    (default: the same) the feedback iterations (LLMcoder's model_first / model_feedback)."""
+    (default: the same) the feedback iterations (LLMcoder's model_first / model_feedback).
+
+    Two hooks let a caller whose model sees other text than the analyzers judge (the editor
+    shows the model a window of the document) adapt the loop without subclassing it:
+    `completion_of` turns a reply into the text at the cursor (default `reply_completion`),
+    `request_for` builds each model request (default `loop_request`)."""
 
     def __init__(self, backend: Backend, config: LoopConfig | None = None,
-                 feedback_backend: Backend | None = None, judge: Any = None) -> None:
+                 feedback_backend: Backend | None = None, reviewer: Reviewer | None = None, *,
+                 completion_of: CompletionOf | None = None,
+                 request_for: RequestFor | None = None) -> None:
         self.backend = backend
         self.feedback_backend = feedback_backend or backend
         self.config = config or LoopConfig()
-        self.judge = judge
-        self._prefilled = False
+        self.reviewer = reviewer  # for the `score` analyzer, if it is configured
+        self.completion_of = completion_of or functools.partial(
+            reply_completion, self.config.prompt_style)
+        self.request_for = request_for or functools.partial(loop_request, self.config)
 
-    async def run(self, site: AnalysisContext, on_iteration: OnIteration | None = None,
+    async def run(self, ctx: AnalysisContext, on_iteration: OnIteration | None = None,
                   entry_point: str | None = None) -> LoopResult:
-        """Complete at `site` (its `completion` is ignored). `entry_point` with `site.tests`
+        """Complete at `ctx` (its `completion` is ignored). `entry_point` with `ctx.tests`
         enables the turn-protocol feedback formats (level_feedback, ...)."""
         cfg = self.config
         started = time.monotonic()
@@ -177,18 +220,17 @@ class FeedbackLoop:
         rng = random.Random(cfg.seed)
         prefill = cfg.prompt_style == "chat" and cfg.prefill and all(
             getattr(b, "supports_prefill", False) for b in (self.backend, self.feedback_backend))
-        parts = PromptParts(site.prefix, site.suffix, cfg.system_prompt, cfg.prompt_style, prefill)
-        self._prefilled = prefill
+        parts = PromptParts(ctx.prefix, ctx.suffix, cfg.system_prompt, cfg.prompt_style, prefill)
         state = _RunState(log=[], errors=[], seen=set(), nodes=[], tokens=0)
 
-        async def judge_batch(parent: Node | None, messages: tuple[dict[str, str], ...],
+        async def judge_batch(parent: Node | None, messages: Messages,
                               cands: list[Candidate], iteration: int) -> list[Node]:
             children = []
             for i, cand in enumerate(cands):
-                completion = self._completion_of(site.prefix, cand.text)
-                ctx = dataclasses.replace(site, completion=completion)
+                completion = self.completion_of(ctx.prefix, cand.text, prefill)
+                judged = dataclasses.replace(ctx, completion=completion)
                 budget = max(0.05, deadline - time.monotonic()) if deadline < math.inf else None
-                results = await run_analyzers(ctx, cfg.analyzers, budget, judge=self.judge)
+                results = await run_analyzers(judged, cfg.analyzers, budget, reviewer=self.reviewer)
                 node_id = f"{parent.id}.{len(state.children_of(parent))}" if parent else f"R.{i}"
                 history = messages
                 reply = cand.text
@@ -202,7 +244,7 @@ class FeedbackLoop:
                 state.log.append(f"[loop] {node.id}: score {node.score:.2f}, "
                                  f"{'passing' if node.passing else 'failing'}")
                 if on_iteration is not None:
-                    maybe = on_iteration(IterationEvent(iteration, node))
+                    maybe = on_iteration(Iteration.of(node, iteration))
                     if inspect.isawaitable(maybe):
                         await maybe
             return children
@@ -237,7 +279,7 @@ class FeedbackLoop:
             iterations += 1
             state.log.append(f"[loop] iteration {iterations}: expanding {node.id} "
                              f"(score {node.score:.2f})")
-            feedback = self._feedback_text(node, site, entry_point)
+            feedback = self._feedback_text(node, ctx, entry_point)
             messages = feedback_messages(parts, node.messages, node.completion, feedback,
                                          cfg.feedback_variant)
             try:
@@ -252,33 +294,31 @@ class FeedbackLoop:
             last_children = await judge_batch(node, messages, cands, iterations)
         return self._result(state, started, stop_reason, iterations)
 
-    def _completion_of(self, prefix: str, reply: str) -> str:
-        if self.config.prompt_style == "fim":
-            return reply
-        return completion_from_reply(prefix, reply, self._prefilled)
-
-    def _feedback_text(self, node: Node, site: AnalysisContext, entry_point: str | None) -> str:
+    def _feedback_text(self, node: Node, ctx: AnalysisContext, entry_point: str | None) -> str:
         fmt = self.config.feedback_format
-        if fmt == "analyzers" or site.tests is None or entry_point is None:
+        if fmt == "analyzers" or ctx.tests is None or entry_point is None:
             return node.feedback
-        from collabcoder.analyzers.feedback import FeedbackOptions, FeedbackTask, feedback_text
-        from collabcoder.analyzers.program import analyze_program, run_program
+        from collabcoder.analyzers.protocol.feedback import FeedbackOptions, feedback_text
+        from collabcoder.analyzers.protocol.program import (
+            FeedbackTask,
+            analyze_program,
+            run_program,
+        )
 
-        code = site.prefix + node.completion + site.suffix
+        code = ctx.prefix + node.completion + ctx.suffix
         facts = analyze_program("", code, entry_point)
-        verdict = run_program(code, site.tests) if facts.runnable else None
-        task = FeedbackTask(site.prefix, entry_point, suite=site.tests)
+        verdict = run_program(code, ctx.tests) if facts.runnable else None
+        task = FeedbackTask(ctx.prefix, entry_point, suite=ctx.tests)
         options = FeedbackOptions(num_agents=1, original_prompt=False, previous_response=False)
         return feedback_text(fmt, "main", task, "", code, verdict, facts, options)
 
-    async def _sample(self, backend: Backend, parts: PromptParts,
-                      messages: tuple[dict[str, str], ...], feedback: str | None,
-                      state: _RunState, deadline: float) -> list[Candidate]:
+    async def _sample(self, backend: Backend, parts: PromptParts, messages: Messages,
+                      feedback: str | None, state: _RunState, deadline: float) -> list[Candidate]:
         """Request n candidates; drop repeats of earlier ones and resample hotter/wider."""
         cfg = self.config
         temperature, n = cfg.temperature, cfg.n
         for attempt in range(cfg.max_retries + 1):
-            request = self._request(parts, messages, feedback, n, temperature)
+            request = self.request_for(parts, messages, feedback, n, temperature)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("time budget exhausted before the model answered")
@@ -287,7 +327,7 @@ class FeedbackLoop:
             state.tokens += sum(c.completion_tokens for c in cands)
             fresh = []
             for cand in cands:
-                key = self._completion_of(parts.prefix, cand.text).strip()
+                key = self.completion_of(parts.prefix, cand.text, parts.prefill).strip()
                 if not key or (cfg.require_unique and key in state.seen):
                     continue  # an empty completion shows nothing: as useless as a repeat
                 state.seen.add(key)
@@ -299,18 +339,6 @@ class FeedbackLoop:
             state.log.append(f"[loop] only empty or repeated completions (try {attempt + 1}); "
                              f"resampling with temperature {temperature:.2f}, n {n}")
         return []
-
-    def _request(self, parts: PromptParts, messages: tuple[dict[str, str], ...],
-                 feedback: str | None, n: int, temperature: float) -> CompletionRequest:
-        cfg = self.config
-        # A prefilled reply sits inside a code fence: its closing fence ends the code.
-        stop = (*cfg.stop, "\n```") if parts.prefill and "\n```" not in cfg.stop else cfg.stop
-        common: dict[str, Any] = {"n": n, "temperature": temperature,
-                                  "max_tokens": cfg.max_tokens, "stop": stop, "seed": cfg.seed}
-        if cfg.prompt_style == "fim":
-            prefix = fim_feedback_prefix(parts.prefix, feedback) if feedback else parts.prefix
-            return CompletionRequest(prompt=prefix, suffix=parts.suffix, **common)
-        return CompletionRequest(messages=messages, **common)
 
     def _result(self, state: _RunState, started: float, stop_reason: str,
                 iterations: int = 0) -> LoopResult:

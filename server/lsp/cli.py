@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` dumps every thread's stack to stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     configure_logging(args.log_level, args.log_file)
-    from collabcoder.server.lsp.features import create_server
+    from collabcoder.server.lsp.handlers import create_server
 
     server = create_server()
     try:

@@ -1,4 +1,4 @@
-"""The completion site: prefix and suffix from the server's copy of the document, the mode
+"""The cursor site: prefix and suffix from the server's copy of the document, the mode
 (single line or a block) read off the code around the cursor, and the prompt-sized window.
 
 Positions arrive in UTF-16 code units (LSP's default encoding); pygls' position codec turns
@@ -8,12 +8,14 @@ them into code points, so an emoji or CJK text before the cursor never shifts th
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
+
+from collabcoder.analyzers.static import AnalysisContext
 
 Mode = Literal["single", "multi"]
 
@@ -26,9 +28,10 @@ CHARS_PER_TOKEN = 3.0  # code is dense; an underestimate keeps HTTP prompts insi
 
 
 @dataclass(frozen=True)
-class Site:
-    """One completion site. `prefix`/`suffix` are the whole document around the cursor (what
-    the analyzers judge); `prompt_prefix`/`prompt_suffix` the window the model sees."""
+class CursorSite:
+    """Where the editor asks for a completion. `prefix`/`suffix` are the whole document around
+    the cursor (what the analyzers judge); `prompt_prefix`/`prompt_suffix` the window the model
+    sees. (The analyzers' own view of a candidate is an `AnalysisContext`.)"""
 
     uri: str
     path: str | None
@@ -47,6 +50,16 @@ class Site:
     def line_after(self) -> str:
         end = self.suffix.find("\n")
         return self.suffix if end < 0 else self.suffix[:end]
+
+
+@dataclass(frozen=True)
+class EditorEnvironment:
+    """What the analyzers need from the editor besides the document (not the training
+    `Environment` of rollouts)."""
+
+    workspace_root: str | None = None
+    python: str | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)  # path -> unsaved text
 
 
 def split_at(doc: TextDocument, position: types.Position) -> tuple[str, str]:
@@ -195,23 +208,44 @@ def trim_context(
     return head, tail
 
 
+def document_path(doc: TextDocument) -> str | None:
+    """The file behind a document; None for unsaved `untitled:` buffers."""
+    return doc.path if doc.uri.startswith("file:") else None
+
+
 def make_site(
-    uri: str,
-    path: str | None,
+    doc: TextDocument,
     position: types.Position,
-    prefix: str,
-    suffix: str,
     context_tokens: int,
     tokenizer: Any = None,
-) -> Site:
+    around: tuple[str, str] | None = None,
+) -> CursorSite:
+    """The site at a client (UTF-16) position, its prompt window `context_tokens` long.
+    `around`: the (prefix, suffix) split when the caller already made it."""
+    prefix, suffix = around if around is not None else split_at(doc, position)
     prompt_prefix, prompt_suffix = trim_context(prefix, suffix, context_tokens, tokenizer)
-    return Site(
-        uri=uri,
-        path=path,
+    return CursorSite(
+        uri=doc.uri,
+        path=document_path(doc),
         position=types.Position(line=position.line, character=position.character),
         prefix=prefix,
         suffix=suffix,
         mode=completion_mode(prefix, suffix),
         prompt_prefix=prompt_prefix,
         prompt_suffix=prompt_suffix,
+    )
+
+
+def analysis_context(
+    site: CursorSite, env: EditorEnvironment, completion: str = ""
+) -> AnalysisContext:
+    """What the analyzers judge: `completion` in place in the whole document."""
+    return AnalysisContext(
+        prefix=site.prefix,
+        completion=completion,
+        suffix=site.suffix,
+        document_path=site.path,
+        workspace_root=env.workspace_root,
+        python_executable=env.python or None,
+        overrides=dict(env.overrides),
     )

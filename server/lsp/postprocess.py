@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from collabcoder.server.loop.prompts import trim_to_block
+from collabcoder.server.loop.messages import trim_to_block
 from collabcoder.server.lsp.context import (
     OPENERS,
     Mode,
@@ -74,7 +74,8 @@ def _close_brackets(text: str, prefix: str) -> str:
     return text + "".join(OPENERS[b] for b in reversed(after[len(before) :]))
 
 
-def clean_completion(text: str, prefix: str, suffix: str, mode: Mode) -> Cleaned:
+def fit_to_cursor(text: str, prefix: str, suffix: str, mode: Mode) -> Cleaned:
+    """The model's text cut and trimmed to what belongs at the cursor (see the module doc)."""
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     truncated = False
     newline = suffix.find("\n")
@@ -138,4 +139,4 @@ def clean_completion(text: str, prefix: str, suffix: str, mode: Mode) -> Cleaned
     return Cleaned(text, truncated)
 
 
-__all__ = ["Cleaned", "clean_completion"]
+__all__ = ["Cleaned", "fit_to_cursor"]

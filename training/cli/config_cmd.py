@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from collabcoder.training.cli.app import app
+from collabcoder.training.config import config_to_yaml
 from collabcoder.training.config.cli_options import (
     ConfigCommand,
     ConfigOption,
@@ -16,7 +17,6 @@ from collabcoder.training.config.cli_options import (
     TurnGradientWeightsOption,
     resolve,
 )
-from collabcoder.training.config.loader import config_to_yaml
 
 
 @app.command("config", cls=ConfigCommand)

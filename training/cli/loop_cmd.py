@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -37,6 +38,7 @@ from rich.table import Table
 
 from collabcoder.analyzers.static import UnknownAnalyzerError, canonical_name
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT
+from collabcoder.server.loop import LoopConfig
 from collabcoder.training.cli.app import app
 from collabcoder.training.data.pairs import (
     PairsError,
@@ -95,6 +97,33 @@ def _progress() -> Progress:
 
 # ---- complete ---------------------------------------------------------------------------------------
 
+# The options that set a LoopConfig field take its default and description from the model, and
+# the model validates them: its limits and Literal choices are stated there once.
+_LOOP = LoopConfig()
+_FLAGS = {"n": "--n-completions", "time_budget_s": "--time-budget"}  # where not --field-name
+
+
+def _about(field: str) -> str | None:
+    return LoopConfig.model_fields[field].description
+
+
+def _loop_config(**values: Any) -> LoopConfig:
+    """The LoopConfig for the options' values; a bad value ends the command naming its option."""
+    try:
+        return LoopConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            field = str(e["loc"][0])
+            if e["type"] == "literal_error":  # e.g. "unknown feedback variant 'x'; expected ..."
+                expected = (e.get("ctx") or {}).get("expected", "")
+                problems.append(f"unknown {field.replace('_', ' ')} {e['input']!r}; "
+                                f"expected {expected}")
+            else:
+                flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+                problems.append(f"invalid value for {flag}: {e['msg']} (got {e['input']!r})")
+        _fail("; ".join(problems))
+
 
 @loop_app.command("complete")
 def complete(
@@ -122,31 +151,28 @@ def complete(
         help="API key for the endpoint (or set COLLABCODER_API_KEY).")] = None,
     dtype: Annotated[str | None, typer.Option(
         "--dtype", help="Weights dtype for in-process backends (bfloat16, float32).")] = None,
-    n: Annotated[int, typer.Option("-n", "--n-completions", min=1,
-                                   help="Candidates per model request.")] = 1,
-    max_iter: Annotated[int, typer.Option("-i", "--max-iter", min=0,
-                                          help="Feedback iterations at most.")] = 3,
-    temperature: Annotated[float, typer.Option("-t", "--temperature", min=0.0)] = 0.7,
+    n: Annotated[int, typer.Option("-n", "--n-completions", help=_about("n"))] = _LOOP.n,
+    max_iter: Annotated[int, typer.Option(
+        "-i", "--max-iter", help=_about("max_iter"))] = _LOOP.max_iter,
+    temperature: Annotated[float, typer.Option("-t", "--temperature")] = _LOOP.temperature,
     meta_temperature: Annotated[float, typer.Option(
-        "-mt", "--meta-temperature", min=0.0,
-        help="Which conversation to expand: 0 the best, higher more random.")] = 0.0,
+        "-mt", "--meta-temperature", help=_about("meta_temperature"))] = _LOOP.meta_temperature,
     backtracking: Annotated[bool, typer.Option(
-        "--backtracking/--no-backtracking", "-b/-B",
-        help="May return to earlier conversations when a branch fails.")] = True,
+        "--backtracking/--no-backtracking", "-b/-B", help=_about("backtracking"))] = (
+        _LOOP.backtracking),
     feedback_variant: Annotated[str, typer.Option(
-        "-fv", "--feedback-variant", help="coworker (one conversation) | separate.")] = (
-        "coworker"),
+        "-fv", "--feedback-variant", help=_about("feedback_variant"))] = _LOOP.feedback_variant,
     system_prompt: Annotated[Path | None, typer.Option(
         "-p", "--system-prompt", help="File with a system prompt replacing the default.")] = None,
     prompt_style: Annotated[str, typer.Option(
-        "--prompt-style", help="chat (instruct models) | fim (base coder models).")] = "chat",
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    time_budget: Annotated[float | None, typer.Option(
-        "--time-budget", min=0.1, help="Wall-clock seconds for the whole loop.")] = None,
+        "--prompt-style", help=_about("prompt_style"))] = _LOOP.prompt_style,
+    max_tokens: Annotated[int, typer.Option("--max-tokens")] = _LOOP.max_tokens,
+    seed: Annotated[int | None, typer.Option("--seed")] = _LOOP.seed,
+    time_budget_s: Annotated[float | None, typer.Option(
+        "--time-budget", help=_about("time_budget_s"))] = _LOOP.time_budget_s,
     require_unique: Annotated[bool, typer.Option(
-        "--require-unique/--allow-repeats", "-uq/-UQ",
-        help="Resample when a candidate repeats an earlier one.")] = True,
+        "--require-unique/--allow-repeats", "-uq/-UQ", help=_about("require_unique"))] = (
+        _LOOP.require_unique),
     log_conversation: Annotated[Path | None, typer.Option(
         "-l", "--log-conversation",
         help="Folder to write the conversation to (readable .txt and .json).")] = None,
@@ -154,7 +180,7 @@ def complete(
                                           help="Show every candidate and the loop's log.")] = False,
 ) -> None:
     """Complete code with the feedback loop; the completion goes to stdout, a summary to stderr."""
-    from collabcoder.server.loop import IterationEvent, LoopConfig
+    from collabcoder.server.loop import Iteration
     from collabcoder.training.evaluation.loop_eval import (
         build_backend,
         result_record,
@@ -173,23 +199,15 @@ def complete(
     names = [part.strip() for item in analyzers or [] for part in item.split(",") if part.strip()]
     with _bad_input():
         names = list(dict.fromkeys(canonical_name(a) for a in names)) or ["syntax"]
-        if feedback_variant not in ("coworker", "separate"):
-            raise ValueError(f"unknown feedback variant {feedback_variant!r}; "
-                             "expected coworker or separate")
-        if prompt_style not in ("chat", "fim"):
-            raise ValueError(f"unknown prompt style {prompt_style!r}; expected chat or fim")
         if system_prompt is not None and not system_prompt.is_file():
             raise ValueError(f"system prompt file not found: {system_prompt}")
-        config_kwargs: dict[str, Any] = {}
-        if system_prompt is not None:
-            config_kwargs["system_prompt"] = system_prompt.read_text(encoding="utf-8")
-        config = LoopConfig(
-            analyzers=tuple(names), max_iter=max_iter, n=n, temperature=temperature,
+        prompt = ({"system_prompt": system_prompt.read_text(encoding="utf-8")}
+                  if system_prompt is not None else {})
+        config = _loop_config(
+            analyzers=names, max_iter=max_iter, n=n, temperature=temperature,
             meta_temperature=meta_temperature, backtracking=backtracking,
-            feedback_variant="separate" if feedback_variant == "separate" else "coworker",
-            prompt_style="fim" if prompt_style == "fim" else "chat",
-            max_tokens=max_tokens, seed=seed, time_budget_s=time_budget,
-            require_unique=require_unique, **config_kwargs)
+            feedback_variant=feedback_variant, prompt_style=prompt_style, max_tokens=max_tokens,
+            seed=seed, time_budget_s=time_budget_s, require_unique=require_unique, **prompt)
         opts = {"dtype": dtype} if dtype and backend != "openai" else {}
         first_name = model_first or model
         feedback_name = model_feedback or first_name
@@ -197,14 +215,13 @@ def complete(
         feedback = first if feedback_name == first_name else build_backend(
             backend, feedback_name, endpoint, api_key, opts)
 
-    def show(event: IterationEvent) -> None:
-        node = event.node
-        state = "[green]passing[/]" if node.passing else "[yellow]failing[/]"
-        err.print(f"[bold]{node.id}[/] (iteration {event.iteration}) score {node.score:.2f} "
-                  f"{state}", markup=True)
-        err.print(node.completion, markup=False)
-        if not node.passing:
-            err.print(node.feedback, markup=False, style="dim")
+    def show(event: Iteration) -> None:
+        state = "[green]passing[/]" if event.passing else "[yellow]failing[/]"
+        err.print(f"[bold]{event.node_id}[/] (iteration {event.iteration}) score "
+                  f"{event.score:.2f} {state}", markup=True)
+        err.print(event.completion, markup=False)
+        if not event.passing:
+            err.print(event.feedback, markup=False, style="dim")
 
     async def go() -> Any:
         try:

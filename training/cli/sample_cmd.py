@@ -65,8 +65,9 @@ def sample(
     ] = False,
 ) -> None:
     """Generate solutions with a model (default: the embedded SmolLM2-135M-Instruct on CPU)."""
-    from collabcoder.analyzers.feedback import FeedbackTask, initial_prompts
-    from collabcoder.analyzers.program import clean_completion
+    from collabcoder.analyzers.protocol.program import FeedbackTask
+    from collabcoder.analyzers.protocol.prompts import initial_prompts
+    from collabcoder.analyzers.protocol.replies import extract_function
     from collabcoder.server.backends.base import CompletionRequest
     from collabcoder.server.backends.factory import make_backend
     from collabcoder.training.data import DatasetError, load_tasks
@@ -101,7 +102,7 @@ def sample(
                     stop=tuple(stops),
                 )
                 for cand in await engine.complete(request):
-                    code = clean_completion(cand.text, task.entry_point, prompt=task.prompt)
+                    code = extract_function(cand.text, task.entry_point, prompt=task.prompt)
                     # prompt + "\n" + full function: the prompt's stub (a docstring body) stays
                     # valid Python and its helper functions stay defined, as in the harness.
                     line = {"task_id": task.task_id, "completion": "\n" + code,

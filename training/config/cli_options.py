@@ -28,11 +28,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from collabcoder.training.config.errors import ConfigError
-from collabcoder.training.config.loader import load_config
+from collabcoder.training.config.load import ConfigError, load_config
 from collabcoder.training.config.schema import TrainConfig
-
-_LEGACY = "Legacy flags (applied after --override)"
 
 ConfigOption = Annotated[
     Path | None,
@@ -58,51 +55,35 @@ OverrideOption = Annotated[
         show_default=False,
     ),
 ]
-ModelNameOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model_name",
-        help="Same as --override model.name=NAME.",
-        rich_help_panel=_LEGACY,
+
+
+def _legacy(flag: str, help: str, **extra: Any) -> Any:
+    return typer.Option(
+        flag,
+        help=help,
+        rich_help_panel="Legacy flags (applied after --override)",
         show_default=False,
-    ),
+        **extra,
+    )
+
+
+ModelNameOption = Annotated[
+    str | None, _legacy("--model_name", "Same as --override model.name=NAME.")
 ]
 NumEpochsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--num_epochs",
-        help="The trainer section's num_train_epochs.",
-        rich_help_panel=_LEGACY,
-        show_default=False,
-    ),
+    int | None, _legacy("--num_epochs", "The trainer section's num_train_epochs.")
 ]
-NumTurnsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--num_turns",
-        help="The trainer section's num_turns.",
-        rich_help_panel=_LEGACY,
-        show_default=False,
-    ),
-]
+NumTurnsOption = Annotated[int | None, _legacy("--num_turns", "The trainer section's num_turns.")]
 TurnGradientWeightsOption = Annotated[
     list[float] | None,
-    typer.Option(
+    _legacy(
         "--turn_gradient_weights",
+        "One loss weight per turn, space separated: --turn_gradient_weights 1.2 0.8.",
         metavar="W",
-        help="One loss weight per turn, space separated: --turn_gradient_weights 1.2 0.8.",
-        rich_help_panel=_LEGACY,
-        show_default=False,
     ),
 ]
 OutputBaseDirOption = Annotated[
-    str | None,
-    typer.Option(
-        "--output_base_dir",
-        help="Same as --override output.base_dir=DIR.",
-        rich_help_panel=_LEGACY,
-        show_default=False,
-    ),
+    str | None, _legacy("--output_base_dir", "Same as --override output.base_dir=DIR.")
 ]
 
 

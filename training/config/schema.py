@@ -11,11 +11,12 @@ it. A new trainer (e.g. `code_agentic:`) is one more optional field plus an entr
 
 from __future__ import annotations
 
+import functools
 import types
-import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 ExternalMode = Literal["expert_edits", "level_feedback", "level_passed", "passed", "plain"]
@@ -112,7 +113,9 @@ class WandbSettings(Section):
 
 
 class LoggingConfig(Section):
-    report_to: list[ReportTo] = Field(default_factory=lambda: list[ReportTo](["jsonl", "tensorboard"]))
+    report_to: list[ReportTo] = Field(
+        default_factory=lambda: list[ReportTo](["jsonl", "tensorboard"])
+    )
     wandb: WandbSettings = Field(default_factory=lambda: WandbSettings())
 
 
@@ -267,55 +270,31 @@ class TrainConfig(Section):
         return self
 
 
-# --- key paths: used for "did you mean" suggestions and type-aware override parsing ---------
+# --- key paths: "did you mean" suggestions and which override values stay text --------------
 
 
-def _unwrap(annotation: Any) -> list[Any]:
-    """The alternatives of a (possibly Optional/Annotated) annotation."""
-    if get_origin(annotation) is Annotated:
-        return _unwrap(get_args(annotation)[0])
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    """The members of an optional/union annotation (the annotation itself otherwise)."""
     if get_origin(annotation) in (Union, types.UnionType):
-        return [alt for arg in get_args(annotation) for alt in _unwrap(arg)]
-    return [annotation]
+        return get_args(annotation)
+    return (annotation,)
 
 
 def _section_of(annotation: Any) -> type[BaseModel] | None:
-    for alt in _unwrap(annotation):
+    for alt in _alternatives(annotation):
         if isinstance(alt, type) and issubclass(alt, BaseModel):
             return alt
     return None
 
 
-def _resolve(path: str) -> tuple[type[BaseModel], str] | None:
-    """(model that owns the last key, last key) for a dotted path, if the path is a field."""
-    model: type[BaseModel] = TrainConfig
-    parts = path.split(".")
-    for part in parts[:-1]:
-        field = model.model_fields.get(part)
-        nested = _section_of(field.annotation) if field else None
-        if nested is None:
-            return None
-        model = nested
-    return model, parts[-1]
-
-
-def keys_at(path: str) -> list[str] | None:
-    """Valid keys directly under a section path ("" for the top level); None if not a section."""
-    model: type[BaseModel] | None = TrainConfig
-    if path:
-        owner = _resolve(path)
-        field = owner[0].model_fields.get(owner[1]) if owner else None
-        model = _section_of(field.annotation) if field else None
-    return list(model.model_fields) if model else None
-
-
-def all_key_paths() -> list[str]:
-    """Every dotted key the schema knows, sections included."""
-    out: list[str] = []
+@functools.cache
+def schema_fields() -> dict[str, FieldInfo]:
+    """Every dotted key path the schema knows, sections included, in schema order."""
+    out: dict[str, FieldInfo] = {}
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
-            out.append(prefix + name)
+            out[prefix + name] = field
             nested = _section_of(field.annotation)
             if nested is not None:
                 walk(nested, f"{prefix}{name}.")
@@ -324,17 +303,22 @@ def all_key_paths() -> list[str]:
     return out
 
 
+def keys_at(path: str) -> list[str] | None:
+    """Valid keys directly under a section path ("" for the top level); None if not a section."""
+    field = schema_fields().get(path)
+    if path and (field is None or _section_of(field.annotation) is None):
+        return None
+    return [key.rpartition(".")[2] for key in schema_fields() if key.rpartition(".")[0] == path]
+
+
 def takes_only_strings(path: str) -> bool:
     """True when the field at `path` accepts only strings (str, string Literals, optional)."""
-    owner = _resolve(path)
-    field = owner[0].model_fields.get(owner[1]) if owner else None
-    if field is None:
-        return False
-    alts = [a for a in _unwrap(field.annotation) if a is not type(None)]
+    field = schema_fields().get(path)
+    alts = [a for a in _alternatives(field.annotation) if a is not type(None)] if field else []
 
     def is_stringy(alt: Any) -> bool:
-        if alt is str:
-            return True
-        return get_origin(alt) is typing.Literal and all(isinstance(v, str) for v in get_args(alt))
+        return alt is str or (
+            get_origin(alt) is Literal and all(isinstance(v, str) for v in get_args(alt))
+        )
 
     return bool(alts) and all(is_stringy(a) for a in alts)

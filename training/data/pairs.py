@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collabcoder.analyzers.files import atomic_write
+from collabcoder.analyzers.protocol.prompts import RAW_PAIRS_SYSTEM_PROMPT
 
 ExportFormat = Literal["raw", "loop"]
 
@@ -29,10 +30,6 @@ _LEVEL = re.compile(r"^level_\d+$")
 _PAIR = re.compile(r"^pair(\d+)$")
 # Files bigger than this are generated code or data tables, not what people type.
 MAX_SOURCE_BYTES = 200_000
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a Python code completion engine. Continue the user's code from where it stops. "
-    "Reply with the continuation only."
-)
 
 
 class PairsError(ValueError):
@@ -106,12 +103,12 @@ def conversation_row(pair: Pair, fmt: ExportFormat = "raw",
     prompt in the form `continuation_from_reply` reads back."""
     if fmt == "raw":
         messages = [
-            {"role": "system", "content": system_prompt or DEFAULT_SYSTEM_PROMPT},
+            {"role": "system", "content": system_prompt or RAW_PAIRS_SYSTEM_PROMPT},
             {"role": "user", "content": pair.input},
             {"role": "assistant", "content": pair.output},
         ]
         return {"messages": messages}
-    from collabcoder.server.loop.prompts import SYSTEM_PROMPT, first_user_message
+    from collabcoder.analyzers.protocol.prompts import SYSTEM_PROMPT, first_user_message
 
     # The loop asks for the cursor's line from its start, fenced: restate it.
     cursor_line = pair.input.rsplit("\n", 1)[-1]

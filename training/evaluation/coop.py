@@ -1,6 +1,6 @@
 """Cooperation score of one joint (aux + main) sample, the per-sample input of MaxCoop@k.
 
-The score is the cooperation part of the MAGRPO reward (`analyzers.rewards.magrpo_reward`):
+The score is the cooperation part of the MAGRPO reward (`analyzers.protocol.rewards.magrpo_reward`):
 main calls aux (+0.5), main is not a thin wrapper of aux (+1.0), aux's result ignored (-0.5),
 all awarded only when at least one test passed. The paper's MaxCoop@k takes the best of these
 "bonus" sums (0 to 1.5) among the first k samples; using the trainer's own reward keeps the
@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from collabcoder.analyzers.program import analyze_program
-from collabcoder.analyzers.rewards import MagrpoRewardWeights, RewardBreakdown, magrpo_reward
+from collabcoder.analyzers.protocol.program import analyze_program
+from collabcoder.analyzers.protocol.rewards import (
+    MagrpoRewardWeights,
+    RewardBreakdown,
+    magrpo_reward,
+)
 from collabcoder.analyzers.verdict import Verdict
 from collabcoder.training.data.tasks import Task
 

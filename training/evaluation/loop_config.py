@@ -2,8 +2,9 @@
 
 Keys follow LLMcoder's evaluation configs where they exist (`analyzers`, `model_first`,
 `model_feedback`, `feedback_variant`, `dataset`, `max_iter`, `n_choices`, `backtracking`,
-`log_conversation`, `scores`), so its configs mostly carry over; unknown keys are errors that
-name the key and the nearest valid one. LLMcoder's metric names (`extrinsic.bleu_score`) and
+`log_conversation`, `scores`), so its configs mostly carry over. The loop's own settings are
+the fields of `server.loop.config.LoopConfig`, inherited, not repeated. Unknown keys are errors
+that name the key and the nearest valid one. LLMcoder's metric names (`extrinsic.bleu_score`) and
 analyzer names (`mypy_analyzer_v1`) are accepted.
 """
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collabcoder.analyzers.static import UnknownAnalyzerError, canonical_name
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT
-from collabcoder.server.loop.prompts import SYSTEM_PROMPT
+from collabcoder.server.loop.config import LoopConfig
 
 BackendKindName = Literal["openai", "vllm", "transformers"]
 
@@ -96,23 +97,24 @@ class ReviewerSettings(BackendSettings):
     max_tokens: int = Field(default=8, ge=1)
 
 
-class LoopEvalConfig(BackendSettings):
+# LLMcoder's name for a LoopConfig field, where it differs.
+_LLMCODER_KEYS: dict[str, str] = {"n": "n_choices"}
+
+
+class LoopEvalConfig(BackendSettings, LoopConfig):
+    """One evaluation: the backend, the loop's settings (the `LoopConfig` fields, `n` spelled
+    `n_choices`), and what to evaluate on and score."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=lambda name: _LLMCODER_KEYS.get(name, name)
+    )
+
     dataset: str = Field(description="pairs dataset, relative to --data-root: NAME[/level_k]")
-    analyzers: list[str] = Field(default_factory=list)
+    # LLMcoder names accepted; none named: the loop gates on syntax (see `loop_config`).
+    # A list, as in LLMcoder's YAML (and as users read it back); `loop_config` makes the tuple.
+    analyzers: list[str] = Field(default_factory=list)  # type: ignore[assignment]
     model_first: str | None = None  # default: `model`
     model_feedback: str | None = None  # default: `model_first`
-    feedback_variant: Literal["coworker", "separate"] = "coworker"
-    system_prompt: str = SYSTEM_PROMPT
-    prompt_style: Literal["chat", "fim"] = "chat"
-    max_iter: int = Field(default=3, ge=0)
-    n_choices: int = Field(default=1, ge=1)
-    temperature: float = Field(default=0.7, ge=0.0)
-    meta_temperature: float = Field(default=0.0, ge=0.0)
-    backtracking: bool = True
-    require_unique: bool = True
-    max_tokens: int = Field(default=256, ge=1)
-    time_budget_s: float | None = Field(default=None, gt=0)
-    seed: int | None = None
     log_conversation: bool = True
     scores: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     reviewer: ReviewerSettings | None = None
@@ -133,19 +135,11 @@ class LoopEvalConfig(BackendSettings):
     def _known_metrics(cls, names: list[str]) -> list[str]:
         return list(dict.fromkeys(canonical_metric(n) for n in names))
 
-    def loop_config(self) -> Any:
-        """The `LoopConfig` these settings describe."""
-        from collabcoder.server.loop import LoopConfig
-
-        return LoopConfig(
-            # No analyzers would leave every candidate "not passing": gate on syntax at least.
-            analyzers=tuple(self.analyzers) or ("syntax",), max_iter=self.max_iter, n=self.n_choices,
-            temperature=self.temperature, meta_temperature=self.meta_temperature,
-            backtracking=self.backtracking, feedback_variant=self.feedback_variant,
-            prompt_style=self.prompt_style, system_prompt=self.system_prompt,
-            max_tokens=self.max_tokens, require_unique=self.require_unique,
-            time_budget_s=self.time_budget_s, seed=self.seed,
-        )
+    def loop_config(self) -> LoopConfig:
+        """The plain `LoopConfig` to run; no analyzers would leave every candidate "not
+        passing", so none named gates on syntax."""
+        values = {name: getattr(self, name) for name in LoopConfig.model_fields}
+        return LoopConfig(**{**values, "analyzers": tuple(self.analyzers) or ("syntax",)})
 
     @property
     def first_model(self) -> str:
@@ -157,7 +151,7 @@ class LoopEvalConfig(BackendSettings):
 
 
 def _valid_keys(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
+    return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def _explain(exc: ValidationError, origin: str) -> str:

@@ -182,35 +182,18 @@ def embedding_similarities(pairs: Sequence[tuple[str, str]]) -> list[float]:
 
 # ---- the LLM reviewer ------------------------------------------------------------------------------
 
-REVIEWER_SYSTEM = (
-    "You compare a code completion with the reference continuation the author wrote. Rate from "
-    "0 (unrelated or wrong) to 10 (does the same as the reference) how well the completion "
-    "matches the reference in behaviour. Reply with one integer, nothing else."
-)
-
-
-def reviewer_messages(prefix: str, completion: str, reference: str,
-                      reference_first: bool) -> tuple[dict[str, str], ...]:
-    before = "\n".join(prefix.splitlines()[-40:])
-    shown = [("Reference", reference), ("Completion", completion)]
-    if not reference_first:
-        shown.reverse()
-    body = "".join(f"{label}:\n```python\n{text}\n```\n" for label, text in shown)
-    user = f"Code before the cursor:\n```python\n{before}\n```\n{body}Score (0-10):"
-    return ({"role": "system", "content": REVIEWER_SYSTEM}, {"role": "user", "content": user})
-
-
 async def review(backend: Any, prefix: str, completion: str, reference: str,
                  max_tokens: int = 8) -> tuple[float, float]:
     """(reference-first, completion-first) scores in [0, 1]; NaN where the reply has no
     number or the call failed."""
+    from collabcoder.analyzers.protocol.prompts import reference_review_messages
     from collabcoder.analyzers.static.llm_score import parse_score
     from collabcoder.server.backends.base import CompletionRequest
 
     scores = []
     for reference_first in (True, False):
         request = CompletionRequest(
-            messages=reviewer_messages(prefix, completion, reference, reference_first),
+            messages=reference_review_messages(prefix, completion, reference, reference_first),
             max_tokens=max_tokens, temperature=0.0)
         try:
             cands = await backend.complete(request)

@@ -100,6 +100,6 @@ def build_program(sample: Sample, task: Task) -> str:
         return sample.program
     assert sample.completions is not None
     # Imported here: only joint samples need it, and it lives in the analyzers' program module.
-    from collabcoder.analyzers.program import compose_program
+    from collabcoder.analyzers.protocol.program import compose_program
 
     return compose_program(task.prompt, sample.completions["aux"], sample.completions["main"])

@@ -2,33 +2,24 @@
 
 One agent: it writes the entry point. Two agents: `aux` writes a helper `aux`, `main` writes the
 entry point, which may call it. A joint action's program is the prompt's context + aux + main
-(`compose_program`); its reward is the leveled `magrpo_reward`. Between turns, the handed-off
-joint action is turned into each agent's next prompt by the turn protocol
-(`render_next_prompts`), the same text the language server's loop uses.
+(`compose_program`); its reward is the leveled `magrpo_reward` (`score_programs`, the one scorer).
+The turns are the turn driver's steps (`analyzers.protocol.driver`), which the language server's
+team of agents plays too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from collabcoder.analyzers.feedback import (
-    FeedbackOptions,
-    FeedbackTask,
-    initial_prompts,
-    parse_mode,
-    render_next_prompts,
-    roles,
+from collabcoder.analyzers.protocol.driver import agent_codes, first_prompts, next_prompts
+from collabcoder.analyzers.protocol.feedback import FeedbackOptions, parse_mode
+from collabcoder.analyzers.protocol.program import FeedbackTask
+from collabcoder.analyzers.protocol.rewards import (
+    MagrpoRewardWeights,
+    ScoredProgram,
+    score_programs,
 )
-from collabcoder.analyzers.program import (
-    AUX_NAME,
-    ProgramFacts,
-    analyze_program,
-    clean_completion,
-    compose_program,
-)
-from collabcoder.analyzers.rewards import MagrpoRewardWeights, magrpo_reward
 from collabcoder.analyzers.testcases import AssertSuite
 from collabcoder.analyzers.verdict import Outcome, Verdict
 from collabcoder.training.rollout.env import Judgement
@@ -37,14 +28,6 @@ from collabcoder.training.rollout.expert import ExpertClient
 
 class BatchSandbox(Protocol):
     def run_many(self, jobs: Sequence[Any]) -> list[Verdict]: ...
-
-
-@dataclass(frozen=True)
-class _Judged:
-    aux_code: str
-    main_code: str
-    facts: ProgramFacts
-    verdict: Verdict | None
 
 
 def _timed_out(verdict: Verdict | None) -> bool:
@@ -61,9 +44,9 @@ class CodeEpisode:
         self.task = task
         self.suite: AssertSuite = task.assert_suite()
         self.ftask = FeedbackTask(task.prompt, task.entry_point, task.task_id, self.suite)
-        first = initial_prompts(self.ftask, env.num_agents)
-        self._prompts = [first[r] for r in roles(env.num_agents)]
-        self._judged: dict[tuple[str, ...], _Judged] = {}
+        self._prompts = first_prompts(self.ftask, env.num_agents)
+        # joint action -> ((aux code, main code), its score), for the one handed to step()
+        self._judged: dict[tuple[str, ...], tuple[tuple[str, str], ScoredProgram]] = {}
 
     @property
     def task_id(self) -> str:
@@ -73,38 +56,24 @@ class CodeEpisode:
     def prompts(self) -> list[str]:
         return list(self._prompts)
 
-    def _codes(self, joint: Sequence[str]) -> tuple[str, str]:
-        entry = self.task.entry_point
-        if self.env.num_agents == 1:
-            return "", clean_completion(joint[0], entry, prompt=self.task.prompt)
-        aux = clean_completion(joint[0], AUX_NAME)
-        # The main agent's own `aux` must not replace the helper agent's.
-        main = clean_completion(joint[1], entry, exclude=(AUX_NAME,), prompt=self.task.prompt)
-        return aux, main
-
-    def judge(self, joint_actions: Sequence[Sequence[str]]) -> list[Judgement]:
+    def _run(self, programs: Sequence[str]) -> list[Verdict]:
         from collabcoder.analyzers.sandbox import AssertJob
 
-        codes = [self._codes(j) for j in joint_actions]
-        facts = [analyze_program(a, m, self.task.entry_point) for a, m in codes]
-        programs = [compose_program(self.task.prompt, a, m) for a, m in codes]
-        verdicts: list[Verdict | None] = [None] * len(codes)
-        todo = [i for i, f in enumerate(facts) if f.runnable]
-        suite = self.suite
+        return self.env.sandbox.run_many([AssertJob(p, self.suite) for p in programs])
+
+    def judge(self, joint_actions: Sequence[Sequence[str]]) -> list[Judgement]:
+        n = self.env.num_agents
+        codes = [agent_codes(self.ftask, joint, n) for joint in joint_actions]
         # One retry for sandbox failures; what fails twice is dropped (reward None), not scored.
-        for _ in range(2):
-            if not todo:
-                break
-            results = self.env.sandbox.run_many([AssertJob(programs[i], suite) for i in todo])
-            for i, verdict in zip(todo, results, strict=True):
-                verdicts[i] = verdict
-            todo = [i for i, v in zip(todo, results, strict=True) if v.is_infra_error]
-        weights = self.env.weights
-        best = weights.max_reward(self.env.num_agents)
+        scored = score_programs(
+            self.task.prompt, codes, self.task.entry_point, self._run,
+            weights=self.env.weights, attempts=2,
+        )
+        best = self.env.weights.max_reward(n)
         out: list[Judgement] = []
-        for joint, (aux, main), f, v in zip(joint_actions, codes, facts, verdicts, strict=True):
-            self._judged[tuple(joint)] = _Judged(aux, main, f, v)
-            b = magrpo_reward(f, v, weights)
+        for joint, code, s in zip(joint_actions, codes, scored, strict=True):
+            self._judged[tuple(joint)] = (code, s)
+            b, v = s.breakdown, s.verdict
             info = {
                 "level1": b.aux_defined + b.main_defined,
                 "level2": b.syntax,
@@ -112,7 +81,7 @@ class CodeEpisode:
                 "pass_rate": float(v is not None and v.all_passed),
                 "timeout_rate": float(_timed_out(v)),
             }
-            if self.env.num_agents > 1:
+            if n > 1:
                 info["bonus"] = b.main_calls_aux + b.not_thin_wrapper + b.aux_result_ignored
             reward = b.reward
             out.append(Judgement(reward, reward is not None and reward >= best - 1e-9, info))
@@ -124,25 +93,17 @@ class CodeEpisode:
         judged = self._judged.get(tuple(joint_action))
         if judged is None:
             raise ValueError("step() needs a joint action this episode judged")
+        (aux, main), scored = judged
         env = self.env
         expert = None
         if env.mode == "expert_edits":
             if env.expert is None:
                 raise ValueError("external_mode 'expert_edits' needs an ExpertClient")
-            expert = env.expert.review(
-                self.ftask, judged.aux_code, judged.main_code, env.num_agents
-            )
-        prompts = render_next_prompts(
-            env.mode,
-            self.ftask,
-            judged.aux_code,
-            judged.main_code,
-            judged.verdict,
-            judged.facts,
-            env.options,
+            expert = env.expert.review(self.ftask, aux, main, env.num_agents)
+        self._prompts = next_prompts(
+            env.mode, self.ftask, aux, main, env.options, scored.verdict, scored.facts,
             expert=expert,
         )
-        self._prompts = [prompts[r] for r in roles(env.num_agents)]
         self._judged.clear()
         return True
 

@@ -18,12 +18,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from collabcoder.analyzers.feedback import (
-    ExpertEdits,
-    FeedbackTask,
-    expert_messages,
-    parse_expert_reply,
-)
+from collabcoder.analyzers.protocol.program import FeedbackTask
+from collabcoder.analyzers.protocol.prompts import expert_messages
+from collabcoder.analyzers.protocol.replies import ExpertEdits, parse_expert_reply
 
 log = logging.getLogger(__name__)
 

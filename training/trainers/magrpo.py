@@ -32,9 +32,8 @@ from typing import Any
 
 import torch
 
-from collabcoder.analyzers.feedback import roles as feedback_roles
-from collabcoder.training.config import TrainConfig
-from collabcoder.training.config.loader import config_to_dict, save_config
+from collabcoder.analyzers.protocol.program import roles as feedback_roles
+from collabcoder.training.config import TrainConfig, config_to_dict, save_config
 from collabcoder.training.rollout.env import Environment
 from collabcoder.training.rollout.generation import (
     Generator,
@@ -44,7 +43,6 @@ from collabcoder.training.rollout.generation import (
 )
 from collabcoder.training.rollout.rollout import EpisodeRecord, rollout
 from collabcoder.training.trainers import checkpoint as ckpt
-from collabcoder.training.trainers.agents import AgentSet
 from collabcoder.training.trainers.logging import MetricsLogger
 from collabcoder.training.trainers.loss import (
     agent_values,
@@ -54,6 +52,7 @@ from collabcoder.training.trainers.loss import (
     token_logps,
 )
 from collabcoder.training.trainers.metrics import average, eval_metrics, rollout_metrics
+from collabcoder.training.trainers.policies import AgentSet
 
 
 class RunFolderError(RuntimeError):

@@ -1,9 +1,9 @@
-"""The turn protocol: first-turn prompts and the next-turn prompt of each agent.
+"""The turn protocol's feedback: the next-turn prompt of each agent, in a named mode.
 
-Multi-turn training and the language server's feedback loop both call `initial_prompts` and
-`render_next_prompts`, so a model trained on, say, `level_feedback` turns is served exactly the
-text it was trained on. Every text is a pure function of its inputs (no clocks, no randomness,
-no dict-order surprises).
+Multi-turn training and the language server (its team of agents, its loop's `feedback_format`)
+call `render_next_prompts` / `feedback_text`, so a model trained on, say, `level_feedback` turns
+is served exactly the text it was trained on. Every text is a pure function of its inputs (no
+clocks, no randomness, no dict-order surprises).
 
 Modes (external feedback between turns):
 
@@ -13,9 +13,8 @@ Modes (external feedback between turns):
 - `level_passed`: one pass signal per level (implementation, syntax, tests summary, aux usage).
 - `passed`: "All levels passed" or "Not all levels passed".
 - `plain`: no signal at all.
-- `expert_edits`: edits proposed by an expert model. This module builds the expert's messages
-  (`expert_messages`), reads its reply (`parse_expert_reply`) and renders the next turn from
-  it; calling the model is the backends' job.
+- `expert_edits`: edits proposed by an expert model (`prompts.expert_messages` asks for them,
+  `replies.parse_expert_reply` reads them; calling the model is the backends' job).
 
 Options: `original_prompt` repeats the agent's first-turn prompt, `previous_response` shows
 the agent its own previous code, `sandbox_slice` keeps the first N tests (N > 0), the last |N|
@@ -26,28 +25,33 @@ the agent its own previous code, `sandbox_slice` keeps the first N tests (N > 0)
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from . import debug_hints
-from .program import (
+from collabcoder.analyzers import debug_hints
+from collabcoder.analyzers.protocol.program import (
     AUX_NAME,
     AUX_ROLE,
     CONTEXT_ROLE,
     MAIN_ROLE,
+    FeedbackTask,
     ProgramFacts,
     SandboxLike,
     analyze_program,
     compose_layout,
     compose_program,
-    function_signature,
+    function_of,
+    roles,
     run_program,
 )
-from .testcases import AssertSuite, IOSuite
-from .verdict import Outcome, SyntaxErrorInfo, TestResult, Verdict
+from collabcoder.analyzers.protocol.prompts import (
+    closing_text,
+    initial_prompts,
+    previous_code_text,
+)
+from collabcoder.analyzers.protocol.replies import ExpertEdits
+from collabcoder.analyzers.verdict import Outcome, SyntaxErrorInfo, TestResult, Verdict
 
 
 class FeedbackMode(str, Enum):
@@ -78,17 +82,6 @@ def parse_mode(mode: str | FeedbackMode) -> FeedbackMode:
         raise ValueError(f"unknown feedback mode {mode!r}; expected one of: {names}") from None
 
 
-@dataclass(frozen=True)
-class FeedbackTask:
-    """The task as the turn protocol sees it (HumanEval / CoopHumanEval style)."""
-
-    prompt: str  # the original prompt: imports, signature and docstring of the entry point
-    entry_point: str
-    task_id: str = ""
-    suite: AssertSuite | IOSuite | None = (
-        None  # tests the feedback modes run (`run_feedback_tests`)
-    )
-
 
 @dataclass(frozen=True)
 class FeedbackOptions:
@@ -102,102 +95,6 @@ class FeedbackOptions:
         if self.num_agents not in (1, 2):
             raise ValueError(f"num_agents must be 1 or 2, got {self.num_agents}")
 
-
-@dataclass(frozen=True)
-class ExpertEdits:
-    """Edits the expert proposed per role; `parsed` is False when its reply held no JSON."""
-
-    aux: str = ""
-    main: str = ""
-    parsed: bool = True
-
-    def for_role(self, role: str) -> str:
-        return self.aux if role == AUX_ROLE else self.main
-
-
-def roles(num_agents: int) -> tuple[str, ...]:
-    """Agent roles in order: ('aux', 'main') for two agents, ('main',) for one."""
-    return (AUX_ROLE, MAIN_ROLE) if num_agents >= 2 else (MAIN_ROLE,)
-
-
-def _function_of(role: str, task: FeedbackTask) -> str:
-    return AUX_NAME if role == AUX_ROLE else task.entry_point
-
-
-# ---------------------------------------------------------------------------------------------
-# First turn
-# ---------------------------------------------------------------------------------------------
-
-_REPLY_RULE = (
-    "Reply with the code of `{fn}` only, in one ```python block: no explanations, no examples, "
-    "no tests."
-)
-
-
-def initial_prompts(task: FeedbackTask, num_agents: int = 2) -> dict[str, str]:
-    """What each agent is asked to write in the first turn, keyed by role."""
-    entry = task.entry_point
-    signature = function_signature(task.prompt, entry) or f"def {entry}(...):"
-    problem = task.prompt.strip("\n")
-    if num_agents < 2:
-        main = "\n".join(
-            [
-                "Solve this Python problem.",
-                "",
-                "Problem:",
-                problem,
-                "",
-                f"Implement `{entry}` completely.",
-                "",
-                "Rules:",
-                "- " + _REPLY_RULE.format(fn=entry),
-                f"- Keep the signature `{signature}`",
-                "- Return the result; do not print it.",
-            ]
-        )
-        return {MAIN_ROLE: main}
-    aux = "\n".join(
-        [
-            "You are the helper agent of a two-agent team solving a Python problem. Your "
-            f"teammate writes `{entry}`, the function the problem asks for, and can call the "
-            "helper you write.",
-            "",
-            "Problem:",
-            problem,
-            "",
-            f"Write a helper function named `{AUX_NAME}` that does a useful part of the work "
-            "(for example a sub-computation or a check) and returns its result.",
-            "",
-            "Rules:",
-            "- " + _REPLY_RULE.format(fn=AUX_NAME),
-            f"- `{AUX_NAME}` must return its result.",
-            f"- Do not write `{entry}` itself.",
-            "",
-            "Format:",
-            f"def {AUX_NAME}(...):",
-            "    # your code",
-            "    return result",
-        ]
-    )
-    main = "\n".join(
-        [
-            "You are the main agent of a two-agent team solving a Python problem. Your teammate "
-            f"writes a helper function `{AUX_NAME}(...)` that will be defined next to your code.",
-            "",
-            "Problem:",
-            problem,
-            "",
-            f"Implement `{entry}`. Call `{AUX_NAME}(...)` where it helps and use the value it "
-            f"returns; do the rest of the work in `{entry}` yourself.",
-            "",
-            "Rules:",
-            "- " + _REPLY_RULE.format(fn=entry),
-            f"- Do not define `{AUX_NAME}` yourself.",
-            f"- Keep the signature `{signature}`",
-            "- Return the result; do not print it.",
-        ]
-    )
-    return {AUX_ROLE: aux, MAIN_ROLE: main}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,17 +429,9 @@ def _expert(ctx: _Context, expert: ExpertEdits | None) -> str:
     return "Edits proposed by a reviewer:\n" + edits
 
 
-def _closing(mode: FeedbackMode, fn: str) -> str:
-    how = "if needed" if mode in (FeedbackMode.PASSED, FeedbackMode.PLAIN) else "accordingly"
-    return f"Revise `{fn}` {how}. " + _REPLY_RULE.format(fn=fn)
-
-
 def _previous(ctx: _Context) -> str:
-    fn = _function_of(ctx.role, ctx.task)
     code = ctx.aux_code if ctx.role == AUX_ROLE else ctx.main_code
-    if not code.strip():
-        return f"Your previous reply contained no `{fn}` function."
-    return f"Your previous code:\n```python\n{code.strip(chr(10))}\n```"
+    return previous_code_text(function_of(ctx.role, ctx.task), code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,7 +513,7 @@ def render_next_prompts(
 
     Each prompt is: the first-turn prompt (option `original_prompt`), the agent's own previous
     code (option `previous_response`), the mode's feedback block, and a closing instruction.
-    `aux_code`/`main_code` are the cleaned previous code (`clean_completion`). `verdict` is the
+    `aux_code`/`main_code` are the cleaned previous code (`replies.extract_function`). `verdict` is the
     sandbox's verdict on the composed program (needed by the analysis modes to report tests;
     sliced here by `sandbox_slice`), `expert` the parsed reply of the expert (`expert_edits`).
     """
@@ -641,115 +530,7 @@ def render_next_prompts(
         block = _feedback(m, ctx, expert)
         if block:
             parts.append(block)
-        parts.append(_closing(m, _function_of(role, task)))
+        if_needed = m in (FeedbackMode.PASSED, FeedbackMode.PLAIN)
+        parts.append(closing_text(function_of(role, task), if_needed=if_needed))
         out[role] = "\n\n".join(parts)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Expert edits: the request and the reply (the model call lives with the backends)
-# ---------------------------------------------------------------------------------------------
-
-EXPERT_SYSTEM_PROMPT = (
-    "You review Python code written by a team of coding agents and propose concrete edits that "
-    "make it correct. You reply with one JSON object and nothing else."
-)
-
-
-def expert_messages(
-    task: FeedbackTask, aux_code: str, main_code: str, num_agents: int = 2
-) -> list[dict[str, str]]:
-    """Chat messages for the expert model: the problem, the composed program, the JSON asked."""
-    entry = task.entry_point
-    aux = aux_code if num_agents >= 2 else ""
-    program = compose_program(task.prompt, aux, main_code).rstrip("\n") or "# (no code)"
-    if num_agents >= 2:
-        team = (
-            f"Two agents wrote this program together: the helper agent wrote `{AUX_NAME}`, the "
-            f"main agent wrote `{entry}`, which may call `{AUX_NAME}`."
-        )
-        keys = f'{{"aux": "<edits for {AUX_NAME}>", "main": "<edits for {entry}>"}}'
-        keep = f"- Keep `{AUX_NAME}` in the helper agent's edits and `{entry}` in the main agent's."
-    else:
-        team = f"An agent wrote `{entry}`."
-        keys = f'{{"main": "<edits for {entry}>"}}'
-        keep = ""
-    rules = [
-        "Propose edits so that the program solves the problem and passes its tests:",
-        "- If a function is missing, write a minimal correct version of it.",
-        '- If a function needs no change, write "No changes needed." for it.',
-    ]
-    if keep:
-        rules.append(keep)
-    user = "\n".join(
-        [
-            "Problem:",
-            task.prompt.strip("\n"),
-            "",
-            team,
-            "",
-            "Program:",
-            "```python",
-            program,
-            "```",
-            "",
-            *rules,
-            "",
-            f"Reply with only a JSON object: {keys}",
-        ]
-    )
-    return [
-        {"role": "system", "content": EXPERT_SYSTEM_PROMPT},
-        {"role": "user", "content": user},
-    ]
-
-
-def _json_objects(text: str) -> Iterator[str]:
-    """Balanced {...} spans of `text` (strings respected), in order of their start."""
-    for start in [i for i, c in enumerate(text) if c == "{"]:
-        depth, in_str, escaped = 0, False, False
-        for i in range(start, len(text)):
-            c = text[i]
-            if in_str:
-                if escaped:
-                    escaped = False
-                elif c == "\\":
-                    escaped = True
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    yield text[start : i + 1]
-                    break
-
-
-def _as_text(value: object) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def parse_expert_reply(text: str) -> ExpertEdits:
-    """The edits in the expert's reply: the last JSON object with an "aux" or "main" key.
-
-    Fenced ```json blocks are read first. A reply without such an object gives empty edits with
-    `parsed=False` (the next turn then says the reviewer proposed no edits).
-    """
-    fenced = re.findall(r"```(?:json)?[ \t]*\n(.*?)```", text, re.DOTALL)
-    for source in [*reversed(fenced), text]:
-        found: dict[str, object] | None = None
-        for candidate in _json_objects(source):
-            try:
-                obj = json.loads(candidate)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and ({"aux", "main"} & set(obj)):
-                found = obj
-        if found is not None:
-            return ExpertEdits(_as_text(found.get("aux")), _as_text(found.get("main")))
-    return ExpertEdits(parsed=False)

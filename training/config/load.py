@@ -1,7 +1,12 @@
-"""Load a config: YAML file, then `--override`s, then legacy flags, deep-merged and validated.
+"""Load a config (YAML file, then `--override`s, then legacy flags), validate it, save it.
 
-Every value remembers where it was set (file and line, override or flag), so a validation
-error names the place to fix, not only the key.
+Overrides are OmegaConf dotlist entries (`magrpo.num_turns=2`, the value read as YAML by
+OmegaConf), applied with `OmegaConf.update`, which merges mappings; OmegaConf also resolves
+`${...}` interpolations. The reference scripts accepted `model_name=...` and then ignored it;
+here the legacy names are aliases for their real key, in `--override` and as flags alike.
+
+Every value remembers where it was set (file line, override or flag), so an error names the
+place to fix, not only the key.
 """
 
 from __future__ import annotations
@@ -10,9 +15,8 @@ import datetime as dt
 import difflib
 import os
 import re
-import tempfile
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -20,22 +24,45 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
-from collabcoder.training.config.errors import ConfigError
-from collabcoder.training.config.overrides import (
-    LEGACY_KEYS,
-    Override,
-    flags_to_overrides,
-    parse_override,
-)
+from collabcoder.analyzers.files import atomic_write
 from collabcoder.training.config.schema import (
     TRAINER_SECTIONS,
     TrainConfig,
-    all_key_paths,
     keys_at,
+    schema_fields,
+    takes_only_strings,
 )
-from collabcoder.training.config.yaml_io import dump_yaml, key_lines, load_yaml
 
 CONFIG_FILENAME = "config.yaml"
+
+# Legacy names -> real key path; "{trainer}" is the config's trainer section (grpo / magrpo).
+LEGACY_KEYS: dict[str, str] = {
+    "model_name": "model.name",
+    "num_epochs": "{trainer}.num_train_epochs",
+    "num_turns": "{trainer}.num_turns",
+    "turn_gradient_weights": "{trainer}.turn_gradient_weights",
+    "output_base_dir": "output.base_dir",
+}
+
+
+class ConfigError(ValueError):
+    """A config file, override or legacy flag is wrong; the message says where and how to fix it.
+
+    A ValueError so callers that only know "bad input" still catch it; the CLI prints the
+    message alone (no traceback) and exits with status 2.
+    """
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader plus YAML 1.2 floats (`3e-5` is a string in PyYAML's YAML 1.1), as in
+    OmegaConf's own loader, so a file and an override read a value alike."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class _Sources:
@@ -67,27 +94,27 @@ class _Sources:
 
 
 def _plain(value: Any) -> Any:
-    """YAML data OmegaConf accepts: string keys, dates as ISO text, sets as lists."""
+    """Data OmegaConf accepts: string keys, dates and paths as text, sets and tuples as lists."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
-    if isinstance(value, dt.date | dt.datetime):
+    if isinstance(value, dt.date):
         return value.isoformat()
-    return value
+    return str(value) if isinstance(value, PurePath) else value
 
 
-def _nest(path: str, value: Any) -> dict[str, Any]:
-    out: Any = value
-    for part in reversed(path.split(".")):
-        out = {part: out}
-    assert isinstance(out, dict)
-    return out
+# --- reading ---------------------------------------------------------------------------------
 
 
-def _trainer_of(cfg: DictConfig) -> str | None:
-    present = [name for name in TRAINER_SECTIONS if cfg.get(name) is not None]
-    return present[0] if len(present) == 1 else None
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """(dotted path, 1-based line) of every mapping key in file order; lists are not entered."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                path = prefix + str(key_node.value)
+                yield path, key_node.start_mark.line + 1
+                yield from _key_lines(value_node, path + ".")
 
 
 def _read_file(path: Path, sources: _Sources) -> dict[str, Any]:
@@ -97,28 +124,71 @@ def _read_file(path: Path, sources: _Sources) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    duplicates: list[tuple[str, int, int]] = []
+    loader = _YamlLoader(text)  # one parse gives the nodes (lines) and the data
     try:
-        data = load_yaml(text)
-        lines = key_lines(text, duplicates)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{at}: invalid YAML: {problem}") from None
-    if duplicates:
-        # PyYAML silently keeps the last of two equal keys; that hides edits.
-        key, first, again = duplicates[0]
-        raise ConfigError(f"{path} line {again}: key '{key}' is already set on line {first}")
+    finally:
+        loader.dispose()
+    seen: dict[str, int] = {}
+    for key, line in _key_lines(node):
+        if key in seen:  # PyYAML silently keeps the last of two equal keys; that hides edits
+            raise ConfigError(f"{path} line {line}: key '{key}' is already set on line {seen[key]}")
+        seen[key] = line
+        sources.set(key, f"{path} line {line}", None)
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{path}: a config must be a mapping of sections, got {type(data).__name__}"
         )
-    for key, line in lines.items():
-        sources.set(key, f"{path} line {line}", None)
-    return _plain(data)
+    return dict(_plain(data))
+
+
+def parse_value(raw: str) -> Any:
+    """An override value as OmegaConf's dotlist reads it: `[1,2]` -> list, `True` -> bool,
+    `3e-5` -> float, `test[:20]` -> str; text that is not YAML on its own stays text."""
+    try:
+        parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={raw}"]))
+    except yaml.YAMLError:
+        return raw
+    assert isinstance(parsed, dict)
+    return parsed["value"]
+
+
+def _override_value(path: str, raw: str) -> Any:
+    """String-only keys keep the text as typed (`model.name=1.5`, `output.base_dir=runs/a #1`),
+    quotes removed, `null` still None; other keys take the YAML value."""
+    if not takes_only_strings(path):
+        return parse_value(raw)
+    text = raw.strip()
+    quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+    return parse_value(text) if quoted or text in ("null", "~") else text
+
+
+def _real_key(key: str, cfg: DictConfig, origin: str) -> str:
+    """A legacy alias's real path, with the config's trainer section filled in."""
+    target = LEGACY_KEYS.get(key, key)
+    if "{trainer}" in target:
+        present = [name for name in TRAINER_SECTIONS if cfg.get(name) is not None]
+        if len(present) != 1:
+            raise ConfigError(
+                f"{origin} sets a trainer setting, but the config has no trainer section "
+                "('grpo' or 'magrpo')"
+            )
+        target = target.format(trainer=present[0])
+    return target
+
+
+def _flag_text(name: str, value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return f"--{name} " + " ".join(str(v) for v in value)
+    return f"--{name} {value}"
 
 
 def load_config(
@@ -162,26 +232,35 @@ def _build(
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{origin}: {exc}") from None
 
-    def apply(item: Override) -> DictConfig:
+    def apply(path: str, value: Any, where: str) -> None:
         try:
-            merged = OmegaConf.merge(cfg, OmegaConf.create(_nest(item.key, _plain(item.value))))
+            OmegaConf.update(cfg, path, _plain(value), merge=True)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"cannot apply {item.origin}: {exc}") from None
-        assert isinstance(merged, DictConfig)
-        sources.set(item.key, item.origin, item.value)
-        return merged
+            raise ConfigError(f"cannot apply {where}: {exc}") from None
+        sources.set(path, where, value)
 
-    # Overrides one at a time: a legacy alias (num_epochs=...) needs the trainer section as it
-    # stands at that point.
+    # One at a time, in order: an alias (num_epochs=...) needs the trainer section as it stands.
     for text in overrides:
-        cfg = apply(parse_override(text, _trainer_of(cfg)))
-    for item in flags_to_overrides(flags, _trainer_of(cfg)):
-        cfg = apply(item)
+        key, sep, raw = text.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", key.strip()):
+            raise ConfigError(
+                f"bad --override {text!r}: expected KEY.PATH=VALUE, e.g. magrpo.num_turns=2"
+            )
+        where = f"--override {text}"
+        path = _real_key(key.strip(), cfg, where)
+        apply(path, _override_value(path, raw), where)
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in LEGACY_KEYS:
+            known = ", ".join(sorted(LEGACY_KEYS))
+            raise ConfigError(f"unknown legacy flag {name!r}; known flags: {known}")
+        where = _flag_text(name, value)
+        apply(_real_key(name, cfg, where), value, where)
 
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        # `${...}` interpolations and `???` are OmegaConf features; name the key that failed.
         key = str(getattr(exc, "full_key", "") or "")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         where = sources.find(key) or origin
@@ -193,21 +272,6 @@ def _build(
 
 
 # --- error messages --------------------------------------------------------------------------
-
-_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _dotted(loc: Sequence[int | str]) -> str:
-    """('magrpo', 'turn_gradient_weights', 1) -> 'magrpo.turn_gradient_weights[1]'; union
-    member tags pydantic adds (`list[str]`, `literal[...]`) are dropped."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PART.match(part):
-            out += f".{part}" if out else part
-    return out
-
 
 # Names the reference configs used that string similarity cannot map to ours.
 _RENAMED: dict[str, str] = {
@@ -233,25 +297,38 @@ _TOP_LEVEL_HINTS: dict[str, str] = {
 def suggest(path: str) -> str:
     """'; did you mean ...?' for an unknown key, else the keys valid at that level."""
     parent, _, leaf = path.rpartition(".")
+    here = f"{parent}." if parent else ""
     if not parent and leaf in LEGACY_KEYS:
         return f"; did you mean '{LEGACY_KEYS[leaf].replace('{trainer}', '<trainer>')}'?"
     if not parent and leaf in _TOP_LEVEL_HINTS:
         return f"; use {_TOP_LEVEL_HINTS[leaf]}"
     siblings = keys_at(parent) or []
     if _RENAMED.get(leaf) in siblings:
-        return f"; did you mean '{f'{parent}.' if parent else ''}{_RENAMED[leaf]}'?"
+        return f"; did you mean '{here}{_RENAMED[leaf]}'?"
     close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
     if close:
-        return f"; did you mean '{f'{parent}.' if parent else ''}{close[0]}'?"
+        return f"; did you mean '{here}{close[0]}'?"
     # The key may live in another section (e.g. the reference's top-level `wandb:`).
     scored = sorted(
         (difflib.SequenceMatcher(None, leaf, p.rpartition(".")[2]).ratio(), p)
-        for p in all_key_paths()
+        for p in schema_fields()
     )
     if scored and scored[-1][0] >= 0.85:
         return f"; did you mean '{scored[-1][1]}'?"
     where = f"under '{parent}'" if parent else "at the top level"
     return f"; valid keys {where}: {', '.join(siblings)}" if siblings else ""
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    """('magrpo', 'turn_gradient_weights', 1) -> 'magrpo.turn_gradient_weights[1]'; the union
+    member tags pydantic adds (`list[str]`, `literal[...]`) are dropped."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += f".{part}" if out else part
+    return out
 
 
 def _short(value: Any) -> str:
@@ -274,16 +351,13 @@ def _explain(exc: ValidationError, sources: _Sources, origin: str) -> str:
     for err in exc.errors():
         path = _dotted(err["loc"])
         where = sources.find(path) or origin
-        kind = err["type"]
-        if kind == "extra_forbidden":
+        if err["type"] == "extra_forbidden":
             text = f"unknown key '{path}' in {where}{suggest(path)}"
-        elif kind == "config_conflict":
+        elif err["type"] == "config_conflict":
             prefix = f"{path}." if path else ""
             keys = [f"{prefix}{k}" for k in (err.get("ctx") or {}).get("keys", [])]
-            msg = err["msg"]
-            if path:
-                # Section validators name their keys relative to the section: make them full.
-                msg = _qualify(msg, prefix, set(keys_at(path) or []))
+            # Section validators name their keys relative to the section: make them full.
+            msg = _qualify(err["msg"], prefix, set(keys_at(path) or [])) if path else err["msg"]
             placed = [f"'{k}' from {sources.find(k) or origin}" for k in keys]
             text = msg + (f" ({'; '.join(placed)})" if placed else f" in {origin}")
         else:
@@ -305,35 +379,19 @@ def _explain(exc: ValidationError, sources: _Sources, origin: str) -> str:
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Plain data (YAML-safe), without the trainer sections that are not set."""
-    data = cfg.model_dump(mode="json")
-    for name in TRAINER_SECTIONS:
-        if data.get(name) is None:
-            data.pop(name, None)
-    return data
+    return cfg.model_dump(
+        mode="json", exclude={name for name in TRAINER_SECTIONS if getattr(cfg, name) is None}
+    )
 
 
 def config_to_yaml(cfg: TrainConfig) -> str:
-    return dump_yaml(config_to_dict(cfg))
+    """Block-style YAML in the schema's key order."""
+    return yaml.safe_dump(
+        config_to_dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
 
 
 def save_config(cfg: TrainConfig, out_dir: str | os.PathLike[str]) -> Path:
-    """Write `out_dir/config.yaml` atomically (temp file + os.replace); returns its path.
-
-    A crash mid-write leaves the previous file (or none), never a truncated config that a
-    resumed run would load.
-    """
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CONFIG_FILENAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CONFIG_FILENAME}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it owner-only; a config is not a secret
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(config_to_yaml(cfg))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Write `out_dir/config.yaml` atomically: a crash mid-write leaves the previous file (or
+    none), never a truncated config that a resumed run would load. Returns its path."""
+    return atomic_write(Path(out_dir) / CONFIG_FILENAME, config_to_yaml(cfg))

@@ -1,16 +1,14 @@
-"""Multi-agent mode: the agents of an `agents.json` folder, composed like in training.
+"""Team mode: the agents of an `agents.json` folder write the function at the cursor together.
 
 What it does, and no more:
 
-- Each agent is an in-process transformers model: `full` agents are `from_pretrained` folders,
-  `lora` agents are peft adapters merged once into a private copy of their base model.
-- Inside a function, at a line start of its body (block mode), the team writes the function:
-  both agents get the training prompts (`initial_prompts`) for a task made of the file's imports
-  and the function's code up to the cursor; the aux agent writes the helper `aux`, the main agent
-  the function; replies are cleaned with `clean_completion`. With more than one turn, both agents
-  get the next-turn prompts (`render_next_prompts`, the manifest's external mode) on their
-  previous code. There are no tests at inference, so the feedback reports definitions, syntax
-  and aux usage only.
+- Each agent is an in-process transformers model (`server/backends/lora.py`).
+- Inside a function, at a line start of its body (block mode), the team writes the function
+  with the training turn protocol (`analyzers.protocol.driver.run_turns`): the task is the
+  file's imports and the function's code up to the cursor; the aux agent writes the helper
+  `aux`, the main agent the function. With more than one turn, both agents get the next-turn
+  prompts of the manifest's external mode on their previous code. There are no tests at
+  inference, so the feedback reports definitions, syntax and aux usage only.
 - The suggestion is what the main agent's function adds after the cursor. When it calls `aux`,
   the helper is inserted first, as a nested function at the cursor: an inline suggestion can
   only insert at the cursor, and a nested `def` before its first use behaves like the module-level
@@ -27,74 +25,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from collabcoder.analyzers.feedback import (
-    FeedbackOptions,
-    FeedbackTask,
-    initial_prompts,
-    render_next_prompts,
-)
-from collabcoder.analyzers.program import (
+from collabcoder.analyzers.protocol.driver import Turn, run_turns
+from collabcoder.analyzers.protocol.feedback import FeedbackOptions
+from collabcoder.analyzers.protocol.program import (
     AUX_NAME,
     AUX_ROLE,
     MAIN_ROLE,
-    clean_completion,
+    FeedbackTask,
     extract_imports,
 )
-from collabcoder.server.agents.manifest import AgentEntry, AgentsManifest, is_agents_folder
-from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
-from collabcoder.server.backends.transformers_backend import LoadedModel, TransformersBackend
-from collabcoder.server.loop.prompts import continuation_from_reply, trim_to_block
+from collabcoder.server.agents.manifest import AgentsManifest, is_agents_folder
+from collabcoder.server.backends.base import Backend, CompletionRequest
+from collabcoder.server.backends.lora import agent_backend
+from collabcoder.server.backends.transformers_backend import TransformersBackend
+from collabcoder.server.loop.messages import continuation_from_reply, trim_to_block
 
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
 _CALLS_AUX = re.compile(rf"\b{AUX_NAME}\s*\(")
-
-
-class LoraBackend(TransformersBackend):
-    """A peft adapter merged into its own copy of the base model (the shared cache of
-    `load_model` must not see merged weights)."""
-
-    def __init__(self, adapter: str, base_model: str, dtype: str = "bfloat16") -> None:
-        super().__init__(adapter, dtype=dtype, fim_template="none")
-        self.base_model = base_model
-        self._lm: LoadedModel | None = None
-        self._lock = threading.Lock()
-
-    def _loaded(self) -> LoadedModel:
-        with self._lock:
-            if self._lm is None:
-                self._lm = self._merge()
-            return self._lm
-
-    def _merge(self) -> LoadedModel:
-        import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from collabcoder.server.backends.embedded_model import resolve_model
-
-        base_source = resolve_model(self.base_model).source
-        try:
-            base = AutoModelForCausalLM.from_pretrained(
-                base_source, dtype=getattr(torch, self.dtype)
-            )
-            model = PeftModel.from_pretrained(base, self.model).merge_and_unload()
-            has_tokenizer = (Path(self.model) / "tokenizer_config.json").is_file()
-            tokenizer = AutoTokenizer.from_pretrained(self.model if has_tokenizer else base_source)
-        except (OSError, ValueError) as exc:
-            raise BackendError(
-                f"cannot load LoRA agent {self.model} on {self.base_model}: {exc}"
-            ) from exc
-        model.eval()
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return LoadedModel(model, tokenizer, self.model, threading.Lock())
-
-
-def agent_backend(folder: Path, entry: AgentEntry, dtype: str = "bfloat16") -> TransformersBackend:
-    path = str(folder / entry.path)
-    if entry.kind == "lora":
-        return LoraBackend(path, entry.base_model or "", dtype)
-    return TransformersBackend(path, dtype=dtype, fim_template="none")
 
 
 @dataclass(frozen=True)
@@ -135,7 +82,7 @@ class TeamTurn:
     completion: str  # what the suggestion inserts at the cursor
 
 
-TurnCallback = Callable[[TeamTurn], Awaitable[None]]
+TeamTurnCallback = Callable[[TeamTurn], Awaitable[None]]
 
 
 def _indent(code: str, indent: str) -> str:
@@ -217,45 +164,35 @@ class AgentTeam:
         where: Enclosing,
         turns: int,
         max_tokens: int,
-        on_turn: TurnCallback | None = None,
+        on_turn: TeamTurnCallback | None = None,
     ) -> TeamTurn:
         """Run `turns` turns of the turn protocol; returns the last turn."""
         if not self.loaded:
             await asyncio.to_thread(self.load)
-        task = self.task_for(prefix, where)
         protocol = self.manifest.turn_protocol
-        num_agents = 2 if AUX_ROLE in self.backends else 1
         mode = protocol.external_mode
         if mode == "expert_edits":  # no expert model at inference: the closest analysis mode
             mode = "level_feedback"
         options = FeedbackOptions(
-            num_agents=num_agents,
+            num_agents=2 if AUX_ROLE in self.backends else 1,
             original_prompt=protocol.original_prompt,
             previous_response=protocol.previous_response,
             sandbox_slice=protocol.sandbox_slice,
         )
-        prompts = initial_prompts(task, num_agents)
-        last: TeamTurn | None = None
-        for turn in range(1, max(1, turns) + 1):
-            roles = list(prompts)
-            replies = await asyncio.gather(
-                *(self._ask(role, prompts[role], max_tokens) for role in roles)
-            )
-            by_role = dict(zip(roles, replies, strict=True))
-            aux_code = (
-                clean_completion(by_role[AUX_ROLE], AUX_NAME) if AUX_ROLE in by_role else ""
-            )
-            main_code = clean_completion(
-                by_role[MAIN_ROLE], where.name, exclude=(AUX_NAME,), prompt=task.prompt
-            )
-            last = TeamTurn(turn, aux_code, main_code,
-                            compose_at_cursor(prefix, where, aux_code, main_code))
+
+        def at_cursor(turn: Turn) -> TeamTurn:
+            completion = compose_at_cursor(prefix, where, turn.aux_code, turn.main_code)
+            return TeamTurn(turn.turn, turn.aux_code, turn.main_code, completion)
+
+        async def report(turn: Turn) -> None:
             if on_turn is not None:
-                await on_turn(last)
-            if turn < turns:
-                prompts = render_next_prompts(mode, task, aux_code, main_code, options=options)
-        assert last is not None
-        return last
+                await on_turn(at_cursor(turn))
+
+        async def ask(role: str, prompt: str) -> str:
+            return await self._ask(role, prompt, max_tokens)
+
+        task = self.task_for(prefix, where)
+        return at_cursor(await run_turns(task, ask, turns, mode, options, report))
 
     async def aclose(self) -> None:
         for backend in self.backends.values():

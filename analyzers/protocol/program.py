@@ -1,12 +1,11 @@
-"""The multi-agent program and the AST facts rewards and feedback texts are computed from.
+"""The multi-agent program: its parts, its composition, and the AST facts read off it.
 
 Two agents write one program: the `aux` agent writes a helper function named `aux`, the `main`
 agent writes the task's entry point, which may call `aux`. The program is the prompt's context
 (its imports and the helper functions the prompt itself defines) followed by the aux code and the
-main code. Model replies are messy (fences, prose, repeated signatures, test code after the
-function), so `clean_completion` pulls the function out of a reply first; `analyze_program` then
-reads facts off the cleaned code with the `ast` module, never with regexes over source text
-(except where the code does not parse, to still tell "missing" from "broken").
+main code. `analyze_program` reads facts off each agent's code (pulled out of its reply by
+`replies.extract_function`) with the `ast` module, never with regexes over source text (except
+where the code does not parse, to still tell "missing" from "broken").
 """
 
 from __future__ import annotations
@@ -14,12 +13,23 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from .testcases import AssertSuite, IOSuite
-from .verdict import SyntaxErrorInfo, Verdict
+from collabcoder.analyzers.protocol.source import (
+    IMPORT_LINE,
+    FunctionNode,
+    dedupe,
+    def_pattern,
+    function_text,
+    is_stub,
+    names_used,
+    parse,
+    segment,
+)
+from collabcoder.analyzers.testcases import AssertSuite, IOSuite
+from collabcoder.analyzers.verdict import SyntaxErrorInfo, Verdict
 
 AUX_NAME = "aux"
 AUX_ROLE = "aux"
@@ -28,68 +38,47 @@ CONTEXT_ROLE = "context"  # the part of the program taken from the task's prompt
 
 _PART_SEPARATOR = "\n\n\n"
 
-_FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+
+def roles(num_agents: int) -> tuple[str, ...]:
+    """Agent roles in order: ('aux', 'main') for two agents, ('main',) for one."""
+    return (AUX_ROLE, MAIN_ROLE) if num_agents >= 2 else (MAIN_ROLE,)
+
+
+@dataclass(frozen=True)
+class FeedbackTask:
+    """The task as the turn protocol sees it (HumanEval / CoopHumanEval style)."""
+
+    prompt: str  # the original prompt: imports, signature and docstring of the entry point
+    entry_point: str
+    task_id: str = ""
+    suite: AssertSuite | IOSuite | None = (
+        None  # tests the feedback modes run (`run_feedback_tests`)
+    )
+
+
+def function_of(role: str, task: FeedbackTask) -> str:
+    """The function an agent of `role` writes for `task`."""
+    return AUX_NAME if role == AUX_ROLE else task.entry_point
+
 
 # ---------------------------------------------------------------------------------------------
 # The prompt's context
 # ---------------------------------------------------------------------------------------------
 
-_IMPORT_LINE = re.compile(
-    r"^(?:from\s+\.*[\w.]*\s+import\s+.+|import\s+[\w.]+(?:\s+as\s+\w+)?"
-    r"(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*)\s*$"
-)
-
-
-def _parse(source: str) -> ast.Module | None:
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError):  # ValueError: source contains null bytes
-        return None
-
-
-def _segment(lines: list[str], node: ast.stmt) -> str:
-    """Source lines of a top-level statement, decorators included."""
-    start = node.lineno
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        start = min([start, *(d.lineno for d in node.decorator_list)])
-    end = node.end_lineno or node.lineno
-    return "\n".join(lines[start - 1 : end])
-
-
-def _dedupe(items: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    out: list[str] = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            out.append(item)
-    return out
-
 
 def extract_imports(prompt: str) -> str:
     """The prompt's top-level import statements, one per line, in order, without duplicates."""
-    tree = _parse(prompt)
+    tree = parse(prompt)
     if tree is not None:
         lines = prompt.splitlines()
         return "\n".join(
-            _dedupe(
-                _segment(lines, n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)
+            dedupe(
+                segment(lines, n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)
             )
         )
     # A prompt that does not parse (truncated docstring, ...): keep lines that parse as imports.
-    found = [ln.strip() for ln in prompt.splitlines() if _IMPORT_LINE.match(ln)]
-    return "\n".join(_dedupe(ln for ln in found if _parse(ln) is not None))
-
-
-def _is_stub(node: _FunctionNode | ast.ClassDef) -> bool:
-    """True when the body holds nothing but a docstring, `pass` or `...`."""
-    for stmt in node.body:
-        if isinstance(stmt, ast.Pass):
-            continue
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # docstring or Ellipsis
-        return False
-    return True
+    found = [ln.strip() for ln in prompt.splitlines() if IMPORT_LINE.match(ln)]
+    return "\n".join(dedupe(ln for ln in found if parse(ln) is not None))
 
 
 def extract_prompt_context(prompt: str) -> str:
@@ -100,22 +89,41 @@ def extract_prompt_context(prompt: str) -> str:
     import lines, as the reference did, makes those tasks unsolvable. Stubs (signature +
     docstring) are dropped: the entry point comes from the main agent.
     """
-    tree = _parse(prompt)
+    tree = parse(prompt)
     if tree is None:
         return extract_imports(prompt)
     lines = prompt.splitlines()
     keep: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom | ast.Assign | ast.AnnAssign):
-            keep.append(_segment(lines, node))
+            keep.append(segment(lines, node))
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if not _is_stub(node):
-                keep.append(_segment(lines, node))
+            if not is_stub(node):
+                keep.append(segment(lines, node))
     imports = [k for k in keep if k.startswith(("import ", "from "))]
     others = [k for k in keep if not k.startswith(("import ", "from "))]
-    parts = ["\n".join(_dedupe(imports))] if imports else []
+    parts = ["\n".join(dedupe(imports))] if imports else []
     parts.extend(others)
     return "\n\n\n".join(parts)
+
+
+def function_signature(prompt: str, function_name: str) -> str | None:
+    """`def name(args) -> ret:` as written in the prompt, or None when it is not there."""
+    tree = parse(prompt)
+    if tree is not None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                node.name == function_name
+            ):
+                returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+                prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+                return f"{prefix} {function_name}({ast.unparse(node.args)}){returns}:"
+    m = re.search(
+        rf"(?m)^\s*((?:async\s+)?def\s+{re.escape(function_name)}\s*\(.*?\).*?:)\s*$",
+        prompt,
+        re.DOTALL,
+    )
+    return " ".join(m.group(1).split()) if m else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,311 +178,6 @@ def compose_program(prompt: str, aux_code: str, main_code: str) -> str:
     Main comes last so that, should both parts define a name, main's definition wins.
     """
     return compose_layout(prompt, aux_code, main_code).program
-
-
-# ---------------------------------------------------------------------------------------------
-# Cleaning model replies
-# ---------------------------------------------------------------------------------------------
-
-_SPECIAL_TOKENS = re.compile(r"<\|[^|<>\n]{1,40}\|>|<｜[^｜<>\n]{1,40}｜>|</s>|<s>|<eos>|<pad>")
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
-_FENCE = re.compile(
-    r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)",
-    re.DOTALL | re.MULTILINE,
-)
-_LEADING_WS = re.compile(r"^[ \t]+", re.MULTILINE)
-_PYTHON_TAGS = {"", "python", "py", "python3", "py3", "ipython", "pycon", "sage"}
-
-
-def _normalize(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    # Leading tabs only (string literals keep theirs), at Python's own tab size of 8.
-    text = _LEADING_WS.sub(lambda m: m.group(0).expandtabs(8), text)
-    text = _THINK.sub("", text)
-    return _SPECIAL_TOKENS.sub("", text)
-
-
-def _code_sources(text: str) -> list[str]:
-    """Candidate code: each Python fenced block (last first), then the text without fences."""
-    blocks = [m.group(3) for m in _FENCE.finditer(text) if m.group(2).lower() in _PYTHON_TAGS]
-    unfenced = "\n".join(ln for ln in text.split("\n") if not re.match(r"^\s*(`{3,}|~{3,})", ln))
-    return [*reversed(blocks), unfenced]
-
-
-@dataclass
-class _ScanState:
-    """Lexical state carried across lines: open triple-quoted string, bracket depth."""
-
-    triple: str | None = None
-    depth: int = 0
-    continued: bool = False  # the previous line ended with a backslash
-
-    @property
-    def open(self) -> bool:
-        return self.triple is not None or self.depth > 0 or self.continued
-
-
-def _scan_line(line: str, state: _ScanState) -> None:
-    i, n = 0, len(line)
-    while i < n:
-        if state.triple is not None:
-            end = line.find(state.triple, i)
-            if end < 0:
-                return
-            i, state.triple = end + 3, None
-            continue
-        c = line[i]
-        if c == "#":
-            break
-        if line.startswith(('"""', "'''"), i):
-            state.triple, i = line[i : i + 3], i + 3
-            continue
-        if c in "\"'":
-            j = i + 1
-            while j < n and line[j] != c:
-                j += 2 if line[j] == "\\" else 1
-            i = j + 1
-            continue
-        if c in "([{":
-            state.depth += 1
-        elif c in ")]}":
-            state.depth = max(0, state.depth - 1)
-        i += 1
-    state.continued = state.triple is None and line.rstrip().endswith("\\")
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _block(lines: list[str], start: int) -> tuple[int, int]:
-    """[start, end) of the indented block opened by the `def`/`class` line at `start`.
-
-    Text-based so it works on replies that do not parse: a line belongs to the block while it is
-    blank, indented deeper than the header, or inside an open string/bracket (docstrings of
-    HumanEval prompts have lines at column 0).
-    """
-    indent = _indent(lines[start])
-    state = _ScanState()
-    _scan_line(lines[start], state)
-    end = start + 1
-    i = start + 1
-    while i < len(lines):
-        line = lines[i]
-        if state.open or not line.strip() or _indent(line) > indent:
-            _scan_line(line, state)
-            i += 1
-            if line.strip():
-                end = i
-            continue
-        break
-    while (
-        start > 0
-        and lines[start - 1].strip().startswith("@")
-        and (_indent(lines[start - 1]) == indent)
-    ):
-        start -= 1
-    return start, end
-
-
-def _dedent_by(text: str, amount: int) -> str:
-    if amount <= 0:
-        return text
-    out = []
-    for line in text.split("\n"):
-        out.append(line[amount:] if line[:amount].strip() == "" else line.lstrip(" "))
-    return "\n".join(out)
-
-
-def _def_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"^([ \t]*)(?:async\s+)?def\s+{re.escape(name)}\s*\(", re.MULTILINE)
-
-
-_ANY_DEF = re.compile(r"^(\s*)(?:async\s+def|def|class)\s+([A-Za-z_]\w*)\s*[(:]")
-
-
-def _names_used(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-
-@dataclass
-class _Extracted:
-    text: str
-    parses: bool
-    stub: bool
-
-
-def _rank(candidates: list[_Extracted]) -> _Extracted | None:
-    """Prefer the last full definition that parses, then the last full one, then the last."""
-    for want in ((True, False), (None, False)):
-        for cand in reversed(candidates):
-            if (want[0] is None or cand.parses == want[0]) and cand.stub == want[1]:
-                return cand
-    return candidates[-1] if candidates else None
-
-
-def _extract_ast(src: str, name: str, exclude: Collection[str]) -> str | None:
-    tree = _parse(src)
-    if tree is None:
-        return None
-    lines = src.split("\n")
-    defs: dict[str, ast.stmt] = {}
-    assigns: dict[str, ast.stmt] = {}
-    targets: list[_Extracted] = []
-    target_nodes: list[ast.stmt] = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if node.name == name and not isinstance(node, ast.ClassDef):
-                targets.append(_Extracted(_segment(lines, node), True, _is_stub(node)))
-                target_nodes.append(node)
-            else:
-                defs[node.name] = node  # the last definition wins, as in Python
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            tgts = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in tgts:
-                if isinstance(t, ast.Name):
-                    assigns[t.id] = node
-    best = _rank(targets)
-    if best is None:
-        return None
-    target = target_nodes[targets.index(best)]
-    # Helpers the target needs, transitively; test code and demo calls are left behind.
-    chosen: dict[int, ast.stmt] = {}
-    todo = [target]
-    seen = {name, *exclude}
-    while todo:
-        for used in sorted(_names_used(todo.pop())):
-            if used in seen:
-                continue
-            seen.add(used)
-            dep = defs.get(used) or assigns.get(used)
-            if dep is not None and id(dep) not in chosen:
-                chosen[id(dep)] = dep
-                todo.append(dep)
-    chosen[id(target)] = target
-    imports = _dedupe(
-        _segment(lines, n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)
-    )
-    body = [_segment(lines, n) for n in tree.body if id(n) in chosen]
-    parts = (["\n".join(imports)] if imports else []) + body
-    return "\n\n\n".join(p.rstrip() for p in parts)
-
-
-def _extract_lines(src: str, name: str, exclude: Collection[str]) -> str | None:
-    """Fallback for code that does not parse: indentation-based blocks."""
-    lines = src.split("\n")
-    pattern = _def_pattern(name)
-    candidates: list[_Extracted] = []
-    spans: list[tuple[int, int, int]] = []
-    for i, line in enumerate(lines):
-        m = pattern.match(line)
-        if m is None:
-            continue
-        start, end = _block(lines, i)
-        indent = len(m.group(1))
-        text = _dedent_by("\n".join(lines[start:end]), indent)
-        tree = _parse(text)
-        stub = False
-        if tree is not None and tree.body:
-            last = tree.body[-1]
-            stub = isinstance(last, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(last)
-        candidates.append(_Extracted(text, tree is not None, stub))
-        spans.append((start, end, indent))
-    best = _rank(candidates)
-    if best is None:
-        return None
-    start, end, indent = spans[candidates.index(best)]
-    # Other definitions at the same indentation that the target mentions by name.
-    others: dict[str, tuple[int, int]] = {}
-    for i, line in enumerate(lines):
-        m = _ANY_DEF.match(line)
-        if m and len(m.group(1)) == indent and m.group(2) != name and not (start <= i < end):
-            others[m.group(2)] = _block(lines, i)
-    chosen: set[tuple[int, int]] = set()
-    todo = [best.text]
-    seen = {name, *exclude}
-    while todo:
-        words = set(re.findall(r"[A-Za-z_]\w*", todo.pop()))
-        for word in sorted(words & set(others) - seen):
-            seen.add(word)
-            span = others[word]
-            chosen.add(span)
-            todo.append("\n".join(lines[span[0] : span[1]]))
-    imports = _dedupe(
-        ln.strip()
-        for ln in lines
-        if _indent(ln) == indent and _IMPORT_LINE.match(ln.strip()) and _parse(ln.strip())
-    )
-    blocks = sorted([*chosen, (start, end)])
-    body = [_dedent_by("\n".join(lines[s:e]), indent) for s, e in blocks]
-    parts = (["\n".join(imports)] if imports else []) + body
-    return "\n\n\n".join(p.rstrip() for p in parts)
-
-
-def _extract(src: str, name: str, exclude: Collection[str]) -> str | None:
-    if not _def_pattern(name).search(src):
-        return None
-    found = _extract_ast(src, name, exclude)
-    return found if found is not None else _extract_lines(src, name, exclude)
-
-
-def _body_only(source: str) -> bool:
-    """Starts indented: a continuation of the prompt (possibly opening with a nested helper)."""
-    first = next((ln for ln in source.split("\n") if ln.strip()), "")
-    return first.startswith((" ", "\t"))
-
-
-def clean_completion(
-    text: str, function_name: str, *, exclude: Collection[str] = (), prompt: str | None = None
-) -> str:
-    """The definition of `function_name` pulled out of a model reply, or "" when there is none.
-
-    Handles ```python fences (the last block that defines the function wins), prose around the
-    code, chat special tokens and <think> blocks, a signature repeated from the prompt (the last
-    full definition wins over stubs), and trailing junk (example calls, tests, `__main__`
-    blocks). Top-level helpers and constants the function uses, and the reply's imports, are
-    kept; names in `exclude` never are (the main agent's reply must not replace `aux`). With
-    `prompt`, a reply that is only an indented body (a base model continuing the prompt) is
-    joined to the prompt's signature. Code that does not parse is cut by indentation, so a broken
-    function stays visible (a syntax error) rather than looking missing.
-    """
-    if not text or not function_name:
-        return ""
-    text = _normalize(text)
-    sources = _code_sources(text)
-    for src in sources:
-        found = _extract(src, function_name, exclude)
-        if found is not None:
-            return found.strip("\n")
-    if prompt:
-        stub = _extract_lines(_normalize(prompt), function_name, ())
-        if stub is not None:
-            for src in sources:
-                if _body_only(src):
-                    joined = f"{stub.rstrip()}\n{src.rstrip()}"
-                    found = _extract(joined, function_name, exclude)
-                    if found is not None:
-                        return found.strip("\n")
-    return ""
-
-
-def function_signature(prompt: str, function_name: str) -> str | None:
-    """`def name(args) -> ret:` as written in the prompt, or None when it is not there."""
-    tree = _parse(prompt)
-    if tree is not None:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
-                node.name == function_name
-            ):
-                returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
-                prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
-                return f"{prefix} {function_name}({ast.unparse(node.args)}){returns}:"
-    m = re.search(
-        rf"(?m)^\s*((?:async\s+)?def\s+{re.escape(function_name)}\s*\(.*?\).*?:)\s*$",
-        prompt,
-        re.DOTALL,
-    )
-    return " ".join(m.group(1).split()) if m else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,15 +252,15 @@ def _check_syntax(code: str, filename: str) -> SyntaxErrorInfo | None:
     return None
 
 
-def _top_functions(tree: ast.Module) -> dict[str, _FunctionNode]:
-    out: dict[str, _FunctionNode] = {}
+def _top_functions(tree: ast.Module) -> dict[str, FunctionNode]:
+    out: dict[str, FunctionNode] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             out[node.name] = node  # the last definition wins
     return out
 
 
-def _own_nodes(func: _FunctionNode) -> Iterator[ast.AST]:
+def _own_nodes(func: FunctionNode) -> Iterator[ast.AST]:
     """Nodes of a function's body, not descending into nested functions, lambdas or classes."""
     todo: list[ast.AST] = list(func.body)
     while todo:
@@ -568,7 +271,7 @@ def _own_nodes(func: _FunctionNode) -> Iterator[ast.AST]:
         todo.extend(ast.iter_child_nodes(node))
 
 
-def _returns_value(func: _FunctionNode) -> bool:
+def _returns_value(func: FunctionNode) -> bool:
     return any(
         (isinstance(n, ast.Return) and n.value is not None)
         or isinstance(n, ast.Yield | ast.YieldFrom)
@@ -577,20 +280,10 @@ def _returns_value(func: _FunctionNode) -> bool:
 
 
 def _text_defines(code: str, name: str) -> bool:
-    return _def_pattern(name).search(code) is not None
+    return def_pattern(name).search(code) is not None
 
 
-def _text_function(code: str, name: str) -> str:
-    lines = code.split("\n")
-    pattern = _def_pattern(name)
-    for i in range(len(lines) - 1, -1, -1):
-        if pattern.match(lines[i]):
-            start, end = _block(lines, i)
-            return "\n".join(lines[start:end])
-    return ""
-
-
-def _binds_locally(func: _FunctionNode, name: str) -> bool:
+def _binds_locally(func: FunctionNode, name: str) -> bool:
     """`name` is a parameter of `func` or assigned/defined inside it (shadowing the global)."""
     args = func.args
     params = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
@@ -608,13 +301,13 @@ def _binds_locally(func: _FunctionNode, name: str) -> bool:
     return False
 
 
-def _reachable(entry: _FunctionNode, functions: dict[str, _FunctionNode]) -> list[_FunctionNode]:
+def _reachable(entry: FunctionNode, functions: dict[str, FunctionNode]) -> list[FunctionNode]:
     """The entry function and the top-level functions of the same code it uses, transitively."""
     out = [entry]
     seen = {entry.name}
     i = 0
     while i < len(out):
-        for used in sorted(_names_used(out[i])):
+        for used in sorted(names_used(out[i])):
             if used not in seen and used in functions:
                 seen.add(used)
                 out.append(functions[used])
@@ -622,7 +315,7 @@ def _reachable(entry: _FunctionNode, functions: dict[str, _FunctionNode]) -> lis
     return out
 
 
-def _parents(func: _FunctionNode) -> dict[int, ast.AST]:
+def _parents(func: FunctionNode) -> dict[int, ast.AST]:
     parents: dict[int, ast.AST] = {}
     for node in ast.walk(func):
         for child in ast.iter_child_nodes(node):
@@ -638,7 +331,7 @@ def _carries_value(parent: ast.AST, node: ast.AST) -> bool:
 
 
 def _name_read_later(
-    func: _FunctionNode, stmt: ast.stmt, names: set[str], parents: dict[int, ast.AST]
+    func: FunctionNode, stmt: ast.stmt, names: set[str], parents: dict[int, ast.AST]
 ) -> bool:
     """Is any of `names` read after `stmt`, or anywhere in a loop that encloses `stmt`?"""
     end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
@@ -658,7 +351,7 @@ def _name_read_later(
     return False
 
 
-def _ignored_calls(func: _FunctionNode, aux_name: str) -> list[int]:
+def _ignored_calls(func: FunctionNode, aux_name: str) -> list[int]:
     """Lines of calls to aux whose value is thrown away.
 
     A call's value is discarded when, climbing through containers and comprehensions that merely
@@ -715,7 +408,7 @@ def _is_aux_call(expr: ast.expr | None, aux_name: str, *, any_args: bool = False
     )
 
 
-def _is_thin_wrapper(func: _FunctionNode, aux_name: str) -> bool:
+def _is_thin_wrapper(func: FunctionNode, aux_name: str) -> bool:
     """The body (docstring and `pass` aside) only forwards to aux: `return aux(a, b)`,
     `r = aux(a, b); return r`, or a lone `aux(...)` call. Arguments must be passed through
     unchanged (names, constants, *args/**kwargs): `return aux(sorted(xs))` does work itself."""
@@ -747,7 +440,7 @@ def _is_thin_wrapper(func: _FunctionNode, aux_name: str) -> bool:
     return False
 
 
-def _uses_name(funcs: list[_FunctionNode], name: str) -> bool:
+def _uses_name(funcs: list[FunctionNode], name: str) -> bool:
     for func in funcs:
         if _binds_locally(func, name):
             continue
@@ -762,7 +455,7 @@ def _uses_name(funcs: list[_FunctionNode], name: str) -> bool:
 def analyze_program(
     aux_code: str, main_code: str, entry_point: str, *, aux_name: str = AUX_NAME
 ) -> ProgramFacts:
-    """Facts about cleaned aux and main code (see `clean_completion`).
+    """Facts about cleaned aux and main code (see `replies.extract_function`).
 
     An empty `aux_code` means a single-agent program. The main function is looked up in the main
     code only: an entry point written by the aux agent does not count for the main agent.
@@ -773,7 +466,7 @@ def analyze_program(
     # Empty main code is no syntax error, but no program either.
     syntax_ok = aux_err is None and main_err is None and bool(main_code.strip())
 
-    aux_tree = _parse(aux_code) if not single else None
+    aux_tree = parse(aux_code) if not single else None
     aux_found = aux_returns = False
     if not single:
         if aux_tree is not None:
@@ -783,12 +476,12 @@ def analyze_program(
         else:
             aux_found = _text_defines(aux_code, aux_name)
             aux_returns = bool(
-                re.search(r"\b(return\s*[^\s#;]|yield\b)", _text_function(aux_code, aux_name))
+                re.search(r"\b(return\s*[^\s#;]|yield\b)", function_text(aux_code, aux_name))
             )
 
-    main_tree = _parse(main_code)
+    main_tree = parse(main_code)
     if main_tree is None:
-        text = _text_function(main_code, entry_point)
+        text = function_text(main_code, entry_point)
         return ProgramFacts(
             entry_point=entry_point,
             single_agent=single,

@@ -13,10 +13,11 @@ normally even with a sandbox failure: its reward does not depend on execution.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .program import (
+from collabcoder.analyzers.protocol.program import (
     AUX_NAME,
     ProgramFacts,
     SandboxLike,
@@ -24,8 +25,11 @@ from .program import (
     compose_program,
     run_program,
 )
-from .testcases import AssertSuite, IOSuite
-from .verdict import Outcome, Verdict
+from collabcoder.analyzers.testcases import AssertSuite, IOSuite
+from collabcoder.analyzers.verdict import Outcome, Verdict
+
+# Runs programs against the task's tests; one verdict per program, in order.
+RunPrograms = Callable[[Sequence[str]], Sequence[Verdict]]
 
 # ---------------------------------------------------------------------------------------------
 # MAGRPO
@@ -167,6 +171,40 @@ class ScoredProgram:
     breakdown: RewardBreakdown
 
 
+def score_programs(
+    prompt: str,
+    codes: Sequence[tuple[str, str]],
+    entry_point: str,
+    run: RunPrograms,
+    *,
+    weights: MagrpoRewardWeights | None = None,
+    aux_name: str = AUX_NAME,
+    attempts: int = 1,
+) -> list[ScoredProgram]:
+    """Compose, analyze, run (only what passes the gates) and score (aux, main) code pairs.
+
+    The one scorer of MAGRPO programs: training scores a group at once, `score_program` one.
+    `run` gets the runnable programs together (one sandbox batch). Programs whose verdict is
+    an infrastructure error are run again, up to `attempts` runs in all; what still fails is
+    scored as an infra error (reward None), never as a model failure.
+    """
+    programs = [compose_program(prompt, aux, main) for aux, main in codes]
+    facts = [analyze_program(aux, main, entry_point, aux_name=aux_name) for aux, main in codes]
+    verdicts: list[Verdict | None] = [None] * len(codes)
+    todo = [i for i, f in enumerate(facts) if f.runnable]
+    for _ in range(attempts):
+        if not todo:
+            break
+        results = list(run([programs[i] for i in todo]))
+        for i, verdict in zip(todo, results, strict=True):
+            verdicts[i] = verdict
+        todo = [i for i, v in zip(todo, results, strict=True) if v.is_infra_error]
+    return [
+        ScoredProgram(p, f, v, magrpo_reward(f, v, weights))
+        for p, f, v in zip(programs, facts, verdicts, strict=True)
+    ]
+
+
 def score_program(
     prompt: str,
     aux_code: str,
@@ -177,14 +215,16 @@ def score_program(
     weights: MagrpoRewardWeights | None = None,
     aux_name: str = AUX_NAME,
 ) -> ScoredProgram:
-    """Compose, analyze, run (only when the gates pass) and score cleaned aux + main code.
+    """`score_programs` for one program, run with `sandbox` (default: the default sandbox,
+    imported lazily)."""
 
-    Uses the default sandbox when none is given (imported lazily).
-    """
-    program = compose_program(prompt, aux_code, main_code)
-    facts = analyze_program(aux_code, main_code, suite.entry_point, aux_name=aux_name)
-    verdict = run_program(program, suite, sandbox) if facts.runnable else None
-    return ScoredProgram(program, facts, verdict, magrpo_reward(facts, verdict, weights))
+    def run(programs: Sequence[str]) -> list[Verdict]:
+        return [run_program(p, suite, sandbox) for p in programs]
+
+    [scored] = score_programs(
+        prompt, [(aux_code, main_code)], suite.entry_point, run, weights=weights, aux_name=aux_name
+    )
+    return scored
 
 
 # ---------------------------------------------------------------------------------------------

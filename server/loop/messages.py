@@ -1,6 +1,9 @@
-"""What the loop sends to the model, and how a reply becomes the text inserted at the cursor.
+"""The loop's model messages, and how a reply becomes the text inserted at the cursor.
 
-Two prompt styles:
+The texts themselves (system prompt, user turns, the FIM feedback comment) are in
+`collabcoder.analyzers.protocol.prompts`, and replies are read with its one fence parser
+(`replies.extract_code`); this module builds the conversations and aligns replies with what the
+user typed. Two prompt styles:
 - `chat` (instruct models): the code with a cursor marker; the model replies with the code from
   the start of the current function (or just the continuation) in a fenced block, and
   `continuation_from_reply` aligns that with the prefix to find what goes after the cursor.
@@ -9,66 +12,26 @@ Two prompt styles:
   the model can only continue at the cursor: small instruct models otherwise rewrite the whole
   function, which cannot always be aligned with what the user typed.
 - `fim` (base coder models): a fill-in-the-middle prompt; feedback cannot be a conversation
-  turn, so it goes into the prefix as comments above the cursor's statement.
+  turn, so it goes into the prefix as comments above the cursor's statement
+  (`prompts.fim_feedback_prefix`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-PromptStyle = Literal["chat", "fim"]
-FeedbackVariant = Literal["coworker", "separate"]
-
-CURSOR = "<CURSOR>"
-
-SYSTEM_PROMPT = (
-    "You are a code completion engine for Python. The user shows a file with the marker "
-    f"{CURSOR} where the cursor is. Write the code that belongs at the cursor. Reply with one "
-    "```python code block that contains the line the cursor is on, from its start, and the code "
-    "that follows it up to the end of the current block. Never repeat code from below the cursor."
+from collabcoder.analyzers.protocol.prompts import (
+    CURSOR,
+    SYSTEM_PROMPT,
+    FeedbackVariant,
+    feedback_user_message,
+    first_user_message,
 )
+from collabcoder.analyzers.protocol.replies import extract_code
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:\n```|\Z)", re.DOTALL)
-
-
-def first_user_message(prefix: str, suffix: str, max_chars: int = 12_000) -> str:
-    """The code around the cursor, trimmed from the far ends to `max_chars`."""
-    head = prefix[-(max_chars * 3 // 4):]
-    tail = suffix[: max_chars - len(head)]
-    return f"```python\n{head}{CURSOR}{tail}\n```"
-
-
-def feedback_user_message(feedback: str, variant: FeedbackVariant, attempt: str,
-                          prefix: str, suffix: str) -> str:
-    """The feedback turn. `coworker` continues the conversation; `separate` starts afresh and
-    so repeats the code and the attempt."""
-    ask = "Fix these problems. Reply with the corrected code block only."
-    if variant == "coworker":
-        return f"{feedback}\n\n{ask}"
-    return (
-        f"{first_user_message(prefix, suffix)}\n\nAn earlier completion at the cursor was:\n"
-        f"```python\n{attempt}\n```\n{feedback}\n\n{ask}"
-    )
-
-
-def fim_feedback_prefix(prefix: str, feedback: str, max_lines: int = 6) -> str:
-    """Feedback for base models: comments inserted above the statement the cursor is in."""
-    lines = prefix.split("\n")
-    cursor_line = lines[-1]
-    indent = cursor_line[: len(cursor_line) - len(cursor_line.lstrip())]
-    notes = [ln for ln in feedback.splitlines() if ln.strip()][:max_lines]
-    comment = "".join(f"{indent}# {ln.strip()}\n" for ln in ["Avoid these errors:", *notes])
-    return "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "") + comment + cursor_line
-
-
-def extract_code(reply: str) -> str:
-    """The content of the last python (or untagged) fenced block; the whole reply otherwise."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
-    code = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
-    return code[-1] if code else reply
+PromptStyle = Literal["chat", "fim"]
 
 
 def _norm(line: str) -> str:
