@@ -26,6 +26,7 @@ import openai
 
 from collabcoder.server.backends.base import BackendError, Candidate, CompletionRequest
 from collabcoder.server.backends.fim import FimTemplate, resolve_fim_template
+from collabcoder.server.backends.keys import normalize_api_key, scrub
 from collabcoder.server.backends.transformers_backend import StopTrimmer, truncate_at_stop
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class OpenAIBackend:
         self.check_model = check_model
         self.extra_body = dict(extra_body or {})
         self.supports_prefill = prefill
-        self._api_key = api_key or ""
+        self._api_key = normalize_api_key(api_key) or ""  # ApiKeyError: unusable in a header
         self._client: openai.AsyncOpenAI | None = None
         self._model_checked = False
 
@@ -203,7 +204,7 @@ class OpenAIBackend:
         return f"{self.endpoint}/{path or self._path}"
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        return scrub(text, (self._api_key,))
 
     def _server_message(self, exc: openai.APIError) -> str:
         body = exc.body

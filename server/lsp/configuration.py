@@ -17,6 +17,7 @@ from lsprotocol import types
 
 from collabcoder.server.agents.manifest import ManifestError
 from collabcoder.server.backends.base import BackendError
+from collabcoder.server.backends.keys import ApiKeyError, normalize_api_key
 from collabcoder.server.lsp.settings import SECTION, Settings, parse_settings
 from collabcoder.server.lsp.status import config_error, notify_status, set_error, working
 from collabcoder.server.lsp.telemetry import REDACTOR
@@ -52,11 +53,19 @@ class ClientConfig:
     pulls_configuration: bool = False  # answers `workspace/configuration`
     options: Mapping[str, object] | None = None  # initializationOptions, until initialized
     lock: asyncio.Lock | None = None  # one settings change at a time
+    key_error: str | None = None  # why the last key given was refused (never contains it)
 
-    def set_key(self, key: str | None) -> None:
-        self.api_key = key or None
-        if key:
-            REDACTOR.secrets.add(key)
+    def set_key(self, raw: str | None) -> None:
+        """Normalise and keep the key. A key that cannot be sent is refused: the current key
+        stays and `key_error` says why. Every form of either is scrubbed from what is logged."""
+        if raw:
+            REDACTOR.secrets.add(raw)
+        try:
+            self.api_key, self.key_error = normalize_api_key(raw), None
+        except ApiKeyError as exc:
+            self.key_error = str(exc)
+        if self.api_key:
+            REDACTOR.secrets.add(self.api_key)
 
 
 async def fetch_configuration(ls: CollabLanguageServer) -> object:

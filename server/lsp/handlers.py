@@ -16,7 +16,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from collabcoder.server.lsp import configuration
+from collabcoder.server.lsp import configuration, status
 from collabcoder.server.lsp.commands import (
     ACCEPT_COMMAND,
     RUN_COMMAND,
@@ -57,6 +57,9 @@ async def initialized(ls: CollabLanguageServer, params: types.InitializedParams)
     if raw is None and ls.config.pulls_configuration:
         raw = await configuration.fetch_configuration(ls)
     await configuration.apply_settings(ls, raw)
+    if ls.config.key_error:  # from initializationOptions: now the client can be told
+        status.config_error(ls, ls.config.key_error)
+        status.set_error(ls, ls.config.key_error)
     log.info("collab-server %s ready (pid %d)", VERSION, os.getpid())
 
 
@@ -87,6 +90,10 @@ async def did_change_configuration(
 
 async def set_api_key(ls: CollabLanguageServer, params: SetApiKeyParams | None) -> None:
     ls.config.set_key(params.api_key if params is not None else None)
+    if ls.config.key_error:  # refused: the current key (and backend) stay as they are
+        status.config_error(ls, ls.config.key_error)
+        status.set_error(ls, ls.config.key_error)
+        return
     log.info("API key %s", "updated" if ls.config.api_key else "cleared")
     await configuration.apply_settings(ls, None, keep=True)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from lsprotocol import types
 
+from collabcoder.server.backends.keys import scrub
+
 MAX_TRACKED_IDS = 10_000
 MAX_TIMINGS = 2_000
 LAST_ERRORS = 10
@@ -113,10 +115,7 @@ class RedactingFilter(logging.Filter):
         self.secrets: set[str] = set()
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return _KEY_PATTERN.sub(r"\1\2***\2", text)
+        return _KEY_PATTERN.sub(r"\1\2***\2", scrub(text, self.secrets))
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
