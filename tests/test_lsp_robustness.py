@@ -8,7 +8,6 @@ Each test runs a server of its own (what it breaks must not leak into other test
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from fixtures.lsp_helpers import (
     inline,
     open_doc,
     recorder,
+    rpc,
     running_server,
     stats,
     wait_for,
@@ -209,21 +209,6 @@ async def test_shutdown_in_the_middle_of_a_request_is_clean_and_quick(
         await wait_for(lambda: openai_server.stats()["backend"]["active"] == 0, timeout=10)
 
 
-async def _rpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-               message: dict[str, Any]) -> dict[str, Any] | None:
-    body = json.dumps(message).encode()
-    writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    await writer.drain()
-    if "id" not in message:
-        return None
-    while True:  # skip notifications (status, log) until the answer
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
-        reply: dict[str, Any] = json.loads(await reader.readexactly(length))
-        if reply.get("id") == message["id"]:
-            return reply
-
-
 async def test_tcp_mode(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a free port
         probe.bind(("127.0.0.1", 0))
@@ -239,16 +224,16 @@ async def test_tcp_mode(tmp_path: Path) -> None:
             except OSError:
                 await asyncio.sleep(0.1)
         options = {"backend": "openai", "endpointUrl": "http://127.0.0.1:9/v1", "model": "m"}
-        reply = await _rpc(reader, writer, {
+        reply = await rpc(reader, writer, {
             "jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {},
                        "initializationOptions": options},
         })  # fmt: skip
         assert reply is not None and "inlineCompletionProvider" in reply["result"]["capabilities"]
-        await _rpc(reader, writer, {"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        reply = await _rpc(reader, writer, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        await rpc(reader, writer, {"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        reply = await rpc(reader, writer, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
         assert reply is not None and reply["result"] is None
-        await _rpc(reader, writer, {"jsonrpc": "2.0", "method": "exit"})
+        await rpc(reader, writer, {"jsonrpc": "2.0", "method": "exit"})
         assert await asyncio.wait_for(process.wait(), 10) == 0
         writer.close()
     finally:

@@ -93,6 +93,13 @@ async def apply_settings(ls: CollabLanguageServer, raw: object, keep: bool = Fal
         errors: list[str]
         if keep:
             settings, errors = ls.engine.settings, []
+        elif not isinstance(raw, Mapping | None) and ls.engine.completer is not None:
+            # A broken answer must not swap a working backend for the defaults.
+            config_error(ls, f"the '{SECTION}' settings must be an object, got "
+                             f"{type(raw).__name__}; keeping the current settings",
+                         types.MessageType.Warning)
+            notify_status(ls)
+            return
         else:
             settings, errors = parse_settings(raw)
         if settings.python_path and not os.access(settings.python_path, os.X_OK):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace import TextDocument
 
 from collabcoder.analyzers.static import AnalysisContext
@@ -63,13 +64,21 @@ class EditorEnvironment:
 
 
 def split_at(doc: TextDocument, position: types.Position) -> tuple[str, str]:
-    """(prefix, suffix) of the document at a client (UTF-16) position."""
+    """(prefix, suffix) of the document at a client (UTF-16) position. A line past the end is
+    refused (an answer there would name a line that does not exist); a character past the end
+    of its line is clamped to it."""
     source = doc.source
     lines = doc.lines
+    # After a final newline (or in an empty document) the cursor can stand on one more line.
+    line_count = len(lines) + (1 if not lines or lines[-1].endswith(("\n", "\r")) else 0)
+    if position.line >= line_count:
+        raise JsonRpcInvalidParams(
+            f"position.line {position.line} is past the end of {doc.uri} ({line_count} lines)"
+        )
     # The codec clamps `character` in place: give it a copy, keep the client's position intact.
     at = types.Position(line=position.line, character=position.character)
     server = doc.position_codec.position_from_client_units(lines, at)
-    if position.line >= len(lines):
+    if position.line >= len(lines):  # the empty line after a final newline
         return source, ""
     offset = sum(len(line) for line in lines[: server.line]) + server.character
     return source[:offset], source[offset:]

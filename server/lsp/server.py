@@ -8,9 +8,13 @@ import logging
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+from cattrs import ClassValidationError, transform_error
+from cattrs.v import format_exception
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import JsonRPCProtocol, LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import JsonRPCRequestMessage
 
 from collabcoder.server.lsp.commands import collab_converter
 from collabcoder.server.lsp.configuration import (
@@ -29,9 +33,49 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 
 
+def _reason(exc: BaseException, type_: type[Any] | None) -> str:
+    """cattrs' wording, except that a validator's own message (a range, say) is kept."""
+    if isinstance(exc, ValueError) and not isinstance(exc, ClassValidationError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+class _Refused:
+    """Stands for a request that was already answered with InvalidParams."""
+
+    jsonrpc = JsonRPCProtocol.VERSION
+
+
+REFUSED = _Refused()
+
+
 class CollabProtocol(LanguageServerProtocol):
-    """pygls' protocol, plus: command handlers can read the request's work-done token, and
-    `collab/setApiKey` has typed params."""
+    """pygls' protocol, plus: command handlers can read the request's work-done token,
+    `collab/setApiKey` has typed params, and a request whose params do not fit its schema gets
+    an InvalidParams answer that names the field (pygls logs a traceback and answers nothing)."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        if not ("jsonrpc" in data and "id" in data and "method" in data):
+            return super().structure_message(data)
+        request_type = self.get_message_type(data["method"]) or JsonRPCRequestMessage
+        try:
+            return self._converter.structure(data, request_type)
+        except Exception as exc:
+            if isinstance(exc, ClassValidationError):
+                reasons = transform_error(exc, path="$", format_exception=_reason)
+            else:
+                reasons = [str(exc) or type(exc).__name__]
+            message = f"invalid params for {data['method']}: {'; '.join(reasons)}"
+            log.warning("%s", message)
+            self._send_response(
+                data["id"],
+                error=types.ResponseError(code=JsonRpcInvalidParams.CODE, message=message),
+            )
+            return REFUSED
+
+    def handle_message(self, message: Any) -> None:
+        if message is not REFUSED:
+            super().handle_message(message)
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     def lsp_workspace__execute_command(
