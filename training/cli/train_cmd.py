@@ -6,16 +6,19 @@
         --override magrpo.num_turns=2 magrpo.external_mode=level_feedback magrpo.sandbox_slice=-2
     accelerate launch --multi_gpu --num_processes 2 $(which collab-train) magrpo -c ...   # DDP
 
-The run folder is `output.base_dir`; `--resume` continues its latest checkpoint.
+The run folder is `output.base_dir`; `--resume` continues its newest whole checkpoint. The
+folder is checked (writable, resumable) before any model or data is loaded.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,6 +43,13 @@ from collabcoder.training.config.cli_options import (
 )
 
 err = Console(stderr=True)
+
+
+def fail(exc: Exception, code: int = 2) -> NoReturn:
+    """One unwrapped line on stderr (paths in it stay whole and greppable), then exit."""
+    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code) from exc
+
 
 ResumeOption = Annotated[
     bool,
@@ -71,7 +81,20 @@ def run_training(cfg: TrainConfig, resume: bool) -> None:
 
     from collabcoder.training.data import DatasetError, load_tasks
     from collabcoder.training.rollout import ExpertConfigError
-    from collabcoder.training.trainers import MAGRPOTrainer, RunFolderError, StepReport
+    from collabcoder.training.trainers import MAGRPOTrainer, RunFolderError, StepReport, agent_roles
+    from collabcoder.training.trainers.checkpoint import CheckpointError
+    from collabcoder.training.trainers.resume import check_writable, plan_start
+
+    # Under `accelerate launch` every process runs this command; one bar is enough.
+    quiet = os.environ.get("RANK", "0") != "0"
+    run_dir = Path(cfg.output.base_dir)
+    try:  # before anything is loaded: a bad folder costs a second, not a model load
+        check_writable(run_dir)
+        start = plan_start(run_dir, resume, agent_roles(cfg.trainer.num_agents))
+    except RunFolderError as exc:
+        fail(exc)
+    for note in () if quiet else start.notes:
+        err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
     hf_logging.disable_progress_bar()  # one bar here, not one per saved shard
     try:
@@ -79,8 +102,7 @@ def run_training(cfg: TrainConfig, resume: bool) -> None:
         evals = load_tasks(cfg.dataset.name, cfg.dataset.eval_split) if cfg.dataset.eval_split else []
         env = build_env(cfg)
     except (DatasetError, ExpertConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from exc
+        fail(exc)
 
     columns = (
         TextColumn("{task.description}"),
@@ -90,8 +112,6 @@ def run_training(cfg: TrainConfig, resume: bool) -> None:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    # Under `accelerate launch` every process runs this command; one bar is enough.
-    quiet = os.environ.get("RANK", "0") != "0"
     with Progress(*columns, console=err, transient=False, disable=quiet) as progress:
         bar = progress.add_task(f"{cfg.trainer_name} {cfg.model.name}", total=None, info="")
 
@@ -103,14 +123,14 @@ def run_training(cfg: TrainConfig, resume: bool) -> None:
             progress.update(bar, completed=report.step, total=report.total_steps, info=info)
 
         try:
-            trainer = MAGRPOTrainer(
-                cfg, env, train, evals, resume=resume, callback=on_step
-            )
+            trainer = MAGRPOTrainer(cfg, env, train, evals, resume=start, callback=on_step)
         except RunFolderError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from exc
+            fail(exc)
         progress.update(bar, completed=trainer.start_step, total=trainer.total_steps)
-        result = trainer.train()
+        try:
+            result = trainer.train()
+        except CheckpointError as exc:  # the previous checkpoint is still the latest
+            fail(exc, 1)
     if trainer.accelerator.is_main_process:
         err.print(
             f"done: step {result.step}/{result.total_steps}; run folder {result.run_dir} "

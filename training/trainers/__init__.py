@@ -2,17 +2,18 @@
 
 from collabcoder.training.trainers.magrpo import (
     MAGRPOTrainer,
-    RunFolderError,
     StepReport,
     TrainResult,
     TrainSample,
     agent_roles,
     training_samples,
 )
+from collabcoder.training.trainers.resume import RunFolderError, RunStart
 
 __all__ = [
     "MAGRPOTrainer",
     "RunFolderError",
+    "RunStart",
     "StepReport",
     "TrainResult",
     "TrainSample",

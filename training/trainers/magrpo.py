@@ -53,10 +53,12 @@ from collabcoder.training.trainers.loss import (
 )
 from collabcoder.training.trainers.metrics import average, eval_metrics, rollout_metrics
 from collabcoder.training.trainers.policies import AgentSet
-
-
-class RunFolderError(RuntimeError):
-    """The output folder holds another run (or nothing to resume)."""
+from collabcoder.training.trainers.resume import (
+    RunStart,
+    check_writable,
+    load_trainer_state,
+    plan_start,
+)
 
 
 def agent_roles(num_agents: int) -> tuple[str, ...]:
@@ -128,7 +130,8 @@ class MAGRPOTrainer:
     """Trains `config.trainer.num_agents` agents on `env` over `train_tasks`.
 
     `run_dir` defaults to `config.output.base_dir`. With `resume`, training continues from the
-    latest checkpoint there; without it, a folder that already holds a run is refused.
+    newest whole checkpoint there; without it, a folder that already holds a run is refused.
+    `resume` may also be the `RunStart` a caller planned (`plan_start`) before loading anything.
     """
 
     def __init__(
@@ -139,7 +142,7 @@ class MAGRPOTrainer:
         eval_tasks: Sequence[Any] = (),
         *,
         run_dir: Path | str | None = None,
-        resume: bool = False,
+        resume: bool | RunStart = False,
         callback: Callable[[StepReport], None] | None = None,
     ) -> None:
         from accelerate import Accelerator
@@ -169,8 +172,12 @@ class MAGRPOTrainer:
         )
         acc = self.accelerator
 
-        self.start_step = 0
-        resume_from = self._check_run_dir(resume)
+        if not isinstance(resume, RunStart):
+            check_writable(self.run_dir)
+            resume = plan_start(self.run_dir, resume, self.roles)
+        self.run_start = resume  # its notes say what damaged checkpoints were passed over
+        self.start_step = resume.step
+        resume_from = resume.checkpoint
         set_seed(self.args.seed)  # LoRA init and anything else random at build time
         self.agents = AgentSet(
             config.model,
@@ -191,7 +198,7 @@ class MAGRPOTrainer:
         # Different ranks sample different completions; same rank, same seed, same run.
         set_seed(self.args.seed + acc.process_index)
         if resume_from is not None:
-            self._load_trainer_state(resume_from)
+            load_trainer_state(resume_from, self.optimizers, self.schedulers, acc.process_index)
         if acc.is_main_process:
             save_config(config, self.run_dir)
         self.logger = MetricsLogger(
@@ -212,25 +219,6 @@ class MAGRPOTrainer:
     @property
     def global_batch(self) -> int:
         return self.local_batch * self.accelerator.num_processes
-
-    def _check_run_dir(self, resume: bool) -> Path | None:
-        latest = ckpt.latest_checkpoint(self.run_dir)
-        state = ckpt.read_state(self.run_dir)
-        if not resume:
-            if latest is not None or state is not None:
-                raise RunFolderError(
-                    f"{self.run_dir} already holds a run; pass --resume to continue it, or set "
-                    "output.base_dir to a new folder"
-                )
-            return None
-        if state is not None and state.get("finished"):
-            raise RunFolderError(
-                f"{self.run_dir} holds a finished run (step {state.get('step')}); nothing to resume"
-            )
-        if latest is None:
-            return None  # killed before its first checkpoint: start over
-        self.start_step = latest[0]
-        return latest[1]
 
     def _scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         from transformers import get_scheduler
@@ -540,6 +528,7 @@ class MAGRPOTrainer:
             manifest = self._manifest(step, "../../config.yaml")
             if manifest is not None:
                 manifest.save(stage)
+            ckpt.seal(stage, step, self.roles)  # CheckpointError: the previous one stays latest
             ckpt.publish(stage, final)
             ckpt.write_json(
                 self.run_dir / ckpt.STATE_FILE,
@@ -551,19 +540,9 @@ class MAGRPOTrainer:
                 },
             )
             # After state.json names the new one, so a crash never leaves it pointing at nothing.
-            ckpt.prune(self.run_dir, self.args.save_total_limit)
+            ckpt.prune(self.run_dir, self.args.save_total_limit, upto=step)
         acc.wait_for_everyone()
         return final
-
-    def _load_trainer_state(self, folder: Path) -> None:
-        state = ckpt.load_torch(folder / ckpt.TRAINER_STATE)
-        for opt, sd in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(sd)
-        for sched, sd in zip(self.schedulers, state["schedulers"], strict=True):
-            sched.load_state_dict(sd)
-        rank_file = folder / f"rng_rank{self.accelerator.process_index}.pt"
-        if rank_file.is_file():
-            ckpt.set_rng_state(ckpt.load_torch(rank_file))
 
     def _finish(self, step: int) -> None:
         """Final agents + manifest at the top of the run folder (or, without
