@@ -15,10 +15,11 @@ the caller (never from OPENAI_API_KEY) and is kept out of every message, repr an
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
@@ -29,6 +30,14 @@ from collabcoder.server.backends.fim import FimTemplate, resolve_fim_template
 from collabcoder.server.backends.keys import normalize_api_key, scrub
 from collabcoder.server.backends.transformers_backend import StopTrimmer, truncate_at_stop
 
+# The HTTP client the openai SDK is built on: httpx2 from openai 3 on, httpx before. Its transport
+# errors can escape a stream that is already being read.
+_HTTP_ERROR: type[Exception]
+try:
+    from httpx2 import HTTPError as _HTTP_ERROR
+except ImportError:  # openai < 3
+    from httpx import HTTPError as _HTTP_ERROR
+
 log = logging.getLogger(__name__)
 
 EndpointKind = Literal["chat", "completions"]
@@ -36,6 +45,17 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 # Servers without authentication ignore the header; the SDK refuses to start without a key.
 _NO_KEY = "no-key"
 _T = TypeVar("_T")
+# A token is rarely over 16 characters (runs of spaces are the long ones): the most text that
+# `max_tokens` tokens can need, with room to spare, plus a floor for tiny max_tokens.
+MAX_CHARS_PER_TOKEN = 32
+MIN_REPLY_CAP = 4096
+MAX_JSON_REPLY_BYTES = 16_000_000
+
+
+def reply_cap(max_tokens: int | None) -> int:
+    """The most characters a reply of `max_tokens` tokens is read for."""
+    return MIN_REPLY_CAP + MAX_CHARS_PER_TOKEN * max(0, max_tokens or 0)
+
 
 
 class EndpointError(BackendError):
@@ -129,6 +149,12 @@ class OpenAIBackend:
         self._api_key = normalize_api_key(api_key) or ""  # ApiKeyError: unusable in a header
         self._client: openai.AsyncOpenAI | None = None
         self._model_checked = False
+        # A Retry-After longer than max_backoff_s: no request before this instant, and why.
+        self._blocked_until = 0.0
+        self._blocked_reason = ""
+        # The failure being retried right now (None when no retry is pending): when the caller's
+        # budget ends during the backoff, this is what it was waiting for.
+        self.pending_retry: str | None = None
 
     def __repr__(self) -> str:  # no key here: reprs end up in logs and tracebacks
         return (
@@ -231,6 +257,9 @@ class OpenAIBackend:
         if isinstance(exc, openai.APIStatusError):
             status, detail = exc.status_code, self._server_message(exc)
             message = self._status_message(status, detail, url, tries)
+            retry_after = _retry_after_s(exc)
+            if retry_after is not None:
+                message += f"; the server asks to retry after {retry_after:g} s"
             return EndpointError(message, status)
         return EndpointError(f"{url}: garbage reply: {self._redact(str(exc))[:300]}")
 
@@ -254,26 +283,35 @@ class OpenAIBackend:
         return f"{url}: request rejected ({status}): {detail}"
 
     async def _with_retries(self, call: Callable[[], Awaitable[_T]], path: str) -> _T:
+        """Retry what may pass; a Retry-After beyond max_backoff_s is not waited for but
+        honoured: until it has passed, requests fail at once with the server's reason."""
+        left = self._blocked_until - time.monotonic()
+        if left > 0:
+            raise EndpointError(f"{self._blocked_reason} ({left:.0f} s left)", 429)
         attempt = 0
+        self.pending_retry = None  # kept after a cancellation: the caller reads it then
         while True:
             attempt += 1
             try:
-                return await call()
+                result = await call()
+                self.pending_retry = None
+                return result
             except openai.APIError as exc:
+                retry_after = _retry_after_s(exc)
+                if retry_after is not None and retry_after > self.max_backoff_s:
+                    error = self._error(exc, path, attempt)
+                    self._blocked_until = time.monotonic() + retry_after
+                    self._blocked_reason = str(error)
+                    raise error from None
                 if not _retryable(exc) or attempt > self.max_retries:
                     raise self._error(exc, path, attempt) from None
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                retry_after = _retry_after_s(exc)
                 if retry_after is not None:
                     delay = min(self.max_backoff_s, max(delay, retry_after))
                 delay *= 1 + 0.1 * random.random()  # de-synchronise clients retrying together
-                log.warning(
-                    "%s; retry %d/%d in %.2f s",
-                    self._error(exc, path, 1),
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
+                self.pending_retry = str(self._error(exc, path, 1))
+                log.warning("%s; retry %d/%d in %.2f s", self.pending_retry, attempt,
+                            self.max_retries, delay)
                 await asyncio.sleep(delay)
             except (ValueError, TypeError) as exc:  # e.g. a 200 whose body is not JSON
                 raise EndpointError(
@@ -362,35 +400,110 @@ class OpenAIBackend:
         return self._candidates(reply, params.get("stop", []), time.perf_counter() - start)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
-        """Yield text pieces of one candidate; closing the iterator closes the HTTP stream."""
+        """Yield text pieces of one candidate; closing the iterator closes the HTTP stream.
+
+        A proxy that ignores `stream` answers with one JSON body: its text is used. A body that
+        is neither, a reply without choices and a connection cut mid-reply are EndpointErrors
+        that say which. The reply is cut at `reply_cap(max_tokens)` characters: a server that
+        ignores max_tokens must not make this process parse megabytes."""
         params = {**self.build_params(replace(request, n=1)), "stream": True}
         await self._ensure_model()
         response = await self._with_retries(self._create(params), self._path)
         # Servers trim stops themselves, but not always the FIM control tokens: trim here too.
         trimmer = StopTrimmer(params.get("stop", []))
+        cap = reply_cap(request.max_tokens)
+        sent = 0
+        http = getattr(response, "response", None)
+        kind = str(http.headers.get("content-type", "")) if http is not None else ""
+        pieces = (
+            self._whole_reply(http, kind, cap)
+            if http is not None and "event-stream" not in kind
+            else self._stream_pieces(response)
+        )
         try:
-            async for chunk in response:
-                for choice in getattr(chunk, "choices", None) or []:  # a usage-only chunk has none
-                    if self.endpoint_kind == "chat":
-                        piece = getattr(getattr(choice, "delta", None), "content", None)
-                    else:
-                        piece = getattr(choice, "text", None)
-                    text = trimmer.feed(str(piece)) if piece else ""
-                    if text:
-                        yield text
+            async for piece in pieces:
+                text = trimmer.feed(piece)[: cap - sent]
+                if text:
+                    sent += len(text)
+                    yield text
                 if trimmer.stopped:
                     return
-            tail = trimmer.flush()
+                if sent >= cap:
+                    log.warning("%s: reply cut at %d characters (max_tokens %d); the server "
+                                "ignores max_tokens", self._url(), cap, request.max_tokens)
+                    return
+            tail = trimmer.flush()[: cap - sent]
             if tail:
                 yield tail
         except openai.APIError as exc:
+            if isinstance(exc, openai.APIConnectionError) and _connection_cause(exc) != "timed out":
+                raise EndpointError(
+                    f"{self._url()}: the connection closed mid-reply after {sent} characters "
+                    f"({self._redact(_connection_cause(exc))[:200]})"
+                ) from None
             raise self._error(exc, self._path, 1) from None
+        except _HTTP_ERROR as exc:
+            raise EndpointError(
+                f"{self._url()}: the connection closed mid-reply after {sent} characters "
+                f"({self._redact(str(exc) or type(exc).__name__)[:200]})"
+            ) from None
         except (ValueError, TypeError) as exc:
             raise EndpointError(f"{self._url()}: garbage in the stream: {exc}"[:400]) from None
         finally:
             # Shielded: a second cancellation must not leave the connection open, or the server
             # keeps generating for nobody.
             await asyncio.shield(response.close())
+            await pieces.aclose()
+
+    async def _stream_pieces(self, response: Any) -> AsyncGenerator[str, None]:
+        """The text of each server-sent event; an EndpointError when no event had a choice."""
+        seen_choice = False
+        async for chunk in response:
+            for choice in getattr(chunk, "choices", None) or []:  # a usage-only chunk has none
+                seen_choice = True
+                if self.endpoint_kind == "chat":
+                    piece = getattr(getattr(choice, "delta", None), "content", None)
+                else:
+                    piece = getattr(choice, "text", None)
+                if piece:
+                    yield str(piece)
+        if not seen_choice:
+            raise EndpointError(f"{self._url()}: the reply has no choices (an empty or missing "
+                                "`choices` list in every streamed event)")
+
+    async def _whole_reply(
+        self, http: Any, kind: str, cap: int
+    ) -> AsyncGenerator[str, None]:
+        """The text of a reply that is not an event stream: a JSON completion (a proxy that
+        ignored `stream`), else an EndpointError quoting what came instead."""
+        body = b""
+        async for data in http.aiter_bytes():
+            body += data
+            if len(body) > MAX_JSON_REPLY_BYTES:
+                raise EndpointError(f"{self._url()}: a non-streamed reply over "
+                                    f"{MAX_JSON_REPLY_BYTES // 1_000_000} MB ({kind or 'no type'})")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            shown = self._redact(body[:200].decode("utf-8", "replace"))
+            raise EndpointError(
+                f"{self._url()}: the reply is not JSON (HTTP {http.status_code}, "
+                f"{kind or 'no content type'}): {shown!r}"
+            ) from None
+        if isinstance(payload, Mapping) and payload.get("error"):
+            inner = payload["error"]
+            message = inner.get("message") if isinstance(inner, Mapping) else inner
+            raise EndpointError(f"{self._url()}: the server reported an error: "
+                                f"{self._redact(str(message))[:300]}")
+        choices = payload.get("choices") if isinstance(payload, Mapping) else None
+        if not isinstance(choices, list) or not choices:
+            raise EndpointError(f"{self._url()}: the reply has no choices (an empty or missing "
+                                f"`choices` list): {self._redact(body[:200].decode('utf-8', 'replace'))!r}")
+        first = choices[0] if isinstance(choices[0], Mapping) else {}
+        message = first.get("message")
+        text = message.get("content") if isinstance(message, Mapping) else first.get("text")
+        log.info("%s answered a stream request with one JSON reply; using its text", self._url())
+        yield str(text or "")[:cap]
 
     async def aclose(self) -> None:
         if self._client is not None:

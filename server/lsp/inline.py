@@ -42,6 +42,21 @@ class Offer:
     item_id: str
 
 
+class BudgetSpent(BackendError):
+    """Nothing usable came from the model within the request's latency budget."""
+
+
+def _budget_message(ls: CollabLanguageServer, budget_ms: float) -> str:
+    """Why a request ran out of time: the budget, and the failure being retried, if any."""
+    message = (f"the model did not answer within the {budget_ms:g} ms latency budget "
+               "(collab.latencyBudgetMs)")
+    completer = ls.engine.completer
+    pending = getattr(getattr(completer, "backend", None), "pending_retry", None)
+    if pending:
+        message += f"; it was retrying after: {pending}"
+    return message
+
+
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
@@ -98,6 +113,7 @@ async def _suggest(
     deadline = time.monotonic() + settings.latency_budget_ms / 1000 * (1 if automatic else 2)
     env = editor_environment(ls, doc)
     suggestion: Suggestion | None = None
+    budget_ms = settings.latency_budget_ms * (1 if automatic else 2)
     with working(ls):
         try:
             suggestion = await ls.engine.ready().suggest(site, env, invoked=not automatic,
@@ -112,8 +128,10 @@ async def _suggest(
             report_failure(ls, exc)
         finally:
             total_ms = _ms_since(started)
-            if suggestion is not None:
-                report_success(ls, total_ms - debounce_s * 1000)
+        if suggestion is not None and suggestion.finish == "budget" and not suggestion.text:
+            report_failure(ls, BudgetSpent(_budget_message(ls, budget_ms)))
+        elif suggestion is not None:
+            report_success(ls, total_ms - debounce_s * 1000)
     timing = Timing(total_ms, (suggestion.model_s * 1000) if suggestion else 0.0,
                     (suggestion.analyzers_s * 1000) if suggestion else 0.0, debounce_s * 1000)
     ls.stats.timings.append(timing)

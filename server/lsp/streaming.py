@@ -5,6 +5,7 @@ mode, the end of the block, a closed code fence. Closing the stream closes the H
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -14,6 +15,8 @@ from collabcoder.server.loop.messages import PromptStyle
 from collabcoder.server.loop.search import reply_completion
 from collabcoder.server.lsp.context import CursorSite
 from collabcoder.server.lsp.postprocess import fit_to_cursor
+
+YIELD_EVERY = 8
 
 
 def _norm(line: str) -> str:
@@ -55,7 +58,11 @@ async def stream_text(
     enough: Callable[[str], bool],
     pieces: list[str],
 ) -> str:
-    """Collect streamed text into `pieces` until `enough`; returns why it ended."""
+    """Collect streamed text into `pieces` until `enough`; returns why it ended.
+
+    Yields to the event loop every `YIELD_EVERY` pieces: a fast server's pieces arrive already
+    buffered, and reading them never suspends, so keystrokes and cancellations would queue
+    behind the whole reply."""
     stream: AsyncIterator[str] = backend.stream(request)
     text = ""
     try:
@@ -64,6 +71,8 @@ async def stream_text(
             text += piece
             if "\n" in piece and enough(text):
                 return "early"
+            if len(pieces) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return "stop"
     finally:
         aclose = getattr(stream, "aclose", None)
