@@ -189,3 +189,63 @@ def test_bodies_the_completion_cannot_see_are_elided_in_place() -> None:
     assert "pass  # the completion is here" in out  # g: holds the completion
     assert "def h(): return 2" in out  # one-line body: left alone
     compile(out, "<elided>", "exec")
+
+
+# -- errors the completion causes outside its own lines (issue 12) --------------------------------
+
+AREA = 'def area_of_circle(radius: float) -> float:\n    """The area of a circle."""\n    '
+
+
+def doc_ctx(root: Path, name: str, prefix: str, completion: str, suffix: str) -> AnalysisContext:
+    """A document of its own in the workspace (on disk without the completion)."""
+    (root / name).write_text(prefix + suffix)
+    return AnalysisContext(prefix, completion, suffix, document_path=root / name,
+                           workspace_root=root)
+
+
+def test_missing_return_at_the_def_counts_against_a_body_completion(workspace: Path) -> None:
+    result = check(doc_ctx(workspace, "area.py", AREA, "# This is the default behavior.\n", ""))
+    assert not result.passed
+    assert "Missing return statement" in result.message and "line 1" in result.message
+    assert result.diagnostics[0].code == "empty-body" and result.diagnostics[0].line == 1
+    one_line = check(doc_ctx(workspace, "area.py", AREA, "x = radius * 2\n", ""))
+    assert not one_line.passed and one_line.diagnostics[0].code == "return"
+    good = check(doc_ctx(workspace, "area.py", AREA, "return 3.14159 * radius**2\n", ""))
+    assert good.passed, good.message
+
+
+def test_one_line_in_an_unfinished_body_is_not_blamed_for_the_missing_return(
+    workspace: Path,
+) -> None:
+    prefix = "def mean(xs: list[float]) -> float:\n    total = sum(xs)\n    "
+    result = check(doc_ctx(workspace, "mean.py", prefix, "count = len(xs)\n", "\n"))
+    assert result.passed, result.message
+
+
+def test_type_error_at_a_call_site_below_counts(workspace: Path) -> None:
+    suffix = "\n\ndef main() -> None:\n    print(scale(2))\n"
+    bad = check(doc_ctx(workspace, "calls.py", "", "def scale(x: str) -> str:\n    return x\n",
+                        suffix))
+    assert not bad.passed
+    assert 'Argument 1 to "scale" has incompatible type "int"' in bad.message
+    assert "reported at line 6" in bad.message
+    good = check(doc_ctx(workspace, "calls.py", "", "def scale(x: int) -> int:\n    return x\n",
+                         suffix))
+    assert good.passed, good.message
+
+
+def test_a_name_the_completion_renames_counts_where_it_is_used(workspace: Path) -> None:
+    # The cursor is inside the name of a def: the completion makes `mean` `mean_value`, and the
+    # call below now uses a name that is not defined.
+    suffix = "(xs: list[float]) -> float:\n    return sum(xs)\n\n\nprint(mean([1.0]))\n"
+    result = check(doc_ctx(workspace, "names.py", "def mean", "_value", suffix))
+    assert not result.passed
+    assert 'Name "mean" is not defined' in result.message
+    assert "caused by the completion" in result.message
+
+
+def test_errors_below_that_were_there_before_do_not_count(workspace: Path) -> None:
+    suffix = "\n\nbad: int = 'not an int'\n\n\ndef later() -> int:\n    return 'x'\n"
+    result = check(doc_ctx(workspace, "before.py", "", "def a() -> int:\n    return 1\n\n\n"
+                           "def b() -> int:\n    return a()\n", suffix))
+    assert result.passed, result.message

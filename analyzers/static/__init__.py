@@ -26,8 +26,11 @@ from collabcoder.analyzers.static.result import (
     AnalyzerKind,
     AnalyzerResult,
     Diagnostic,
+    Evidence,
     Severity,
     combined_feedback,
+    evidence_first_score,
+    verdict_words,
 )
 from collabcoder.analyzers.static.runner import (
     DEFAULT_ANALYZERS,
@@ -47,6 +50,7 @@ __all__ = [
     "AnalyzerUnavailable",
     "BlockingAnalyzer",
     "Diagnostic",
+    "Evidence",
     "Reviewer",
     "ReviewerBackend",
     "ScoreAnalyzer",
@@ -55,11 +59,13 @@ __all__ = [
     "available_analyzers",
     "canonical_name",
     "combined_feedback",
+    "evidence_first_score",
     "get_analyzer",
     "register_analyzer",
     "resolve_analyzers",
     "run_analyzers",
     "run_analyzers_sync",
     "unregister_analyzer",
+    "verdict_words",
     "warm_up",
 ]

@@ -20,6 +20,8 @@ from collabcoder.analyzers.static.result import (
     AnalyzerKind,
     AnalyzerResult,
     Diagnostic,
+    Evidence,
+    EvidenceKind,
     infra_result,
     passed_result,
 )
@@ -149,7 +151,7 @@ class TestsAnalyzer:
             source = "the docstring's examples"
         if suite is None or not suite.tests:
             return passed_result(self.name, "info", "No tests to run (none given, no doctest "
-                                 "examples in the enclosing function).")
+                                 "examples in the enclosing function).", evidence=Evidence())
         try:
             from collabcoder.analyzers.sandbox import default_sandbox
         except ImportError as exc:
@@ -171,9 +173,11 @@ class TestsAnalyzer:
         if verdict.outcome is Outcome.INFRA_ERROR:
             return infra_result(self.name, self.kind, f"sandbox failed: {verdict.infra_error}")
         total = verdict.total
+        kind: EvidenceKind = "tests" if source == "the given tests" else "examples"
         if verdict.outcome is Outcome.PASSED and total:
             return AnalyzerResult(self.name, self.kind, True, 1.0,
-                                  f"All {total} tests from {source} pass.")
+                                  f"All {total} tests from {source} pass.",
+                                  evidence=Evidence(kind, total, total))
         lines: list[str] = []
         diagnostics: list[Diagnostic] = []
         if verdict.syntax_error is not None:
@@ -194,6 +198,8 @@ class TestsAnalyzer:
             message="\n".join([header, *lines]), diagnostics=tuple(diagnostics),
             details={"outcome": verdict.outcome.value, "passed": verdict.passed_count,
                      "total": total},
+            evidence=Evidence(kind, verdict.passed_count, total,
+                              tuple(lines) or (f"{verdict.outcome.value.replace('_', ' ')}",)),
         )
 
 

@@ -26,12 +26,19 @@ import time
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collabcoder.analyzers.static.base import AnalyzerUnavailable, BlockingAnalyzer, locked
 from collabcoder.analyzers.static.context import AnalysisContext
+from collabcoder.analyzers.static.mypy_causes import (
+    Baselines,
+    MypyMessage,
+    MypyOutcome,
+    decide_outside,
+    elsewhere_diagnostic,
+    site_of,
+)
 from collabcoder.analyzers.static.parsing import ParsedDocument, parse_code
 from collabcoder.analyzers.static.result import (
     AnalyzerResult,
@@ -55,24 +62,6 @@ _MISSING_MODULE_CODES = frozenset({"import-not-found", "import"})
 
 class MypyUnavailable(AnalyzerUnavailable):
     """mypy could not be set up for this workspace (bad config, bad interpreter, ...)."""
-
-
-@dataclass(frozen=True)
-class MypyMessage:
-    line: int  # 1-based
-    column: int  # 0-based
-    end_line: int | None
-    end_column: int | None  # 0-based, exclusive
-    message: str
-    severity: str
-    code: str | None
-    hint: str | None
-
-
-@dataclass(frozen=True)
-class MypyOutcome:
-    messages: tuple[MypyMessage, ...]  # of the document only
-    blocked: str | None = None  # a blocking error (syntax error mypy's parser found), if any
 
 
 # -- what mypy reads ----------------------------------------------------------------------------
@@ -471,25 +460,36 @@ class MypyAnalyzer(BlockingAnalyzer):
     name = "mypy"
     kind = "critical"
 
+    def __init__(self) -> None:
+        self._baselines = Baselines()  # the document without the completion, per cursor site
+
     def check(self, ctx: AnalysisContext, deadline: float) -> AnalyzerResult:
         doc = parse_code(ctx.code)
-        keep = ctx.completion_lines if ctx.completion else range(ctx.cursor[0] + 1,
-                                                                 ctx.cursor[0] + 2)
-        text = elide_bodies(doc, keep) if doc is not None else ctx.code
+        site = site_of(ctx, doc)
+        text = elide_bodies(doc, site.keep) if doc is not None else ctx.code
         with locked(MYPY_LOCK, deadline, "mypy"):
             checker = checker_for(ctx)
             try:
                 outcome = checker.check(ctx.document, text, ctx.overrides)
+                caused = decide_outside(ctx, site, outcome, self._baselines.getter(
+                    ctx, site, (id(checker), str(ctx.document)),
+                    lambda plain: checker.check(ctx.document, plain, ctx.overrides)))
             except Exception:
                 # mypy's state may be half-updated: rebuild from scratch next time.
                 discard_checker(checker)
                 raise
-        return self._judge(ctx, outcome)
+        return self._judge(ctx, outcome, caused)
 
-    def _judge(self, ctx: AnalysisContext, outcome: MypyOutcome) -> AnalyzerResult:
+    def _judge(
+        self, ctx: AnalysisContext, outcome: MypyOutcome, caused: Mapping[int, bool] | None = None
+    ) -> AnalyzerResult:
         diagnostics: list[Diagnostic] = []
         env_notes: list[str] = []
-        for msg in outcome.messages:
+        for i, msg in enumerate(outcome.messages):
+            if caused is not None and i in caused:  # decided by mypy_causes
+                if caused[i]:
+                    diagnostics.append(elsewhere_diagnostic(ctx, msg))
+                continue
             inside = ctx.in_completion(msg.line, msg.column, msg.end_line, msg.end_column)
             if msg.code in _MISSING_STUB_CODES:
                 # The package is installed but untyped: mypy treats it as Any. Worth knowing,
@@ -522,7 +522,7 @@ class MypyAnalyzer(BlockingAnalyzer):
                 f"mypy could not check the document: {outcome.blocked}",
                 details={**details, "blocked": outcome.blocked},
             )
-        text = "No mypy errors in the completion."
+        text = "No mypy errors caused by the completion."
         if notes:
             text += "\n" + "\n".join(d.render() for d in notes)
         return passed_result(self.name, self.kind, text, diagnostics=notes, details=details)

@@ -18,6 +18,7 @@ _BUILTIN: dict[str, str] = {
     "signature": "collabcoder.analyzers.static.signature:SignatureAnalyzer",
     "hallucination": "collabcoder.analyzers.static.hallucination:HallucinationAnalyzer",
     "tests": "collabcoder.analyzers.static.doctests:TestsAnalyzer",
+    "behaviour": "collabcoder.analyzers.static.behaviour:BehaviourAnalyzer",
     "score": "collabcoder.analyzers.static.llm_score:ScoreAnalyzer",
 }
 
@@ -27,6 +28,7 @@ _ALIASES: dict[str, str] = {
     "signature_analyzer_v1": "signature",
     "hallucination_analyzer_v1": "hallucination",
     "gpt_score_analyzer_v1": "score",
+    "behavior": "behaviour",
 }
 
 _factories: dict[str, AnalyzerFactory] = {}

@@ -21,6 +21,7 @@ from collabcoder.analyzers.static.context import AnalysisContext
 from collabcoder.analyzers.static.llm_score import Reviewer, ScoreAnalyzer
 from collabcoder.analyzers.static.registry import canonical_name, get_analyzer
 from collabcoder.analyzers.static.result import AnalyzerResult, infra_result, skipped_result
+from collabcoder.analyzers.static.window import bounded
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,22 @@ def resolve_analyzers(
     return out
 
 
+def expected_cost(analyzer: Analyzer, ctx: AnalysisContext) -> float:
+    """What the analyzer expects a run to take (`expected_cost_s(ctx)`, optional; 0 if none)."""
+    cost = getattr(analyzer, "expected_cost_s", None)
+    try:
+        return float(cost(ctx)) if callable(cost) else 0.0
+    except Exception:
+        return 0.0
+
+
 async def _run_one(analyzer: Analyzer, ctx: AnalysisContext, run_deadline: float) -> AnalyzerResult:
     now = time.monotonic()
     budget = max(0.0, min(ctx.budget_for(analyzer.name), run_deadline - now))
+    cost = expected_cost(analyzer, ctx)
+    if cost > budget:  # would not fit the latency budget: not run, never a verdict against it
+        return skipped_result(analyzer.name, analyzer.kind,
+                              f"needs about {cost:.2f} s, {budget:.2f} s left in the budget")
     started = time.perf_counter()
     try:
         result = await asyncio.wait_for(analyzer.analyze(ctx, now + budget), timeout=budget)
@@ -82,9 +96,12 @@ async def run_analyzers(
     `budget_s` caps the whole run (an inline request's latency budget); each analyzer also has
     its own budget, `ctx.budget_for(name)`. The syntax check always runs first as a gate, even
     when not requested: when it fails, the others are reported as skipped and its result is
-    included so the caller sees why.
+    included so the caller sees why. A document over `window.LARGE_DOCUMENT_LINES` lines is
+    judged in a window around the completion (`window.bounded`): parsing a whole huge module
+    holds the GIL for seconds, which would stall the caller's event loop even from a thread.
     """
     analyzers = resolve_analyzers(names, reviewer)
+    ctx = bounded(ctx)
     run_deadline = time.monotonic() + budget_s if budget_s is not None else math.inf
     requested = [a.name for a in analyzers]
     syntax_result = await _run_one(get_analyzer("syntax"), ctx, run_deadline)
