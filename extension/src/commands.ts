@@ -36,16 +36,22 @@ export async function selectBackend(secrets: Secrets): Promise<void> {
   const { settings } = readCollabSettings();
   const items: BackendItem[] = [
     {
+      kind_: 'llamacpp',
+      label: 'Embedded model (llama.cpp)',
+      description: settings.backend === 'llamacpp' ? 'current' : '',
+      detail: 'A GGUF model inside the server on CPU; the default SmolLM2-135M-Instruct needs no setup.',
+    },
+    {
       kind_: 'transformers',
-      label: 'Embedded model (transformers)',
+      label: 'Checkpoint in the server (transformers)',
       description: settings.backend === 'transformers' ? 'current' : '',
-      detail: 'The model runs inside the server on CPU or GPU; the default SmolLM2-135M-Instruct needs no setup.',
+      detail: "A safetensors checkpoint such as collab-train's output; needs the server's `transformers` extra.",
     },
     {
       kind_: 'openai',
       label: 'OpenAI-compatible endpoint',
       description: settings.backend === 'openai' ? `current: ${settings.endpointUrl}` : '',
-      detail: 'OpenAI, vLLM serve, Ollama, llama.cpp server, or `python -m collabcoder.server.openai_server`.',
+      detail: 'OpenAI, vLLM serve, Ollama, llama.cpp server, LM Studio. Collab: Select Model lists their models.',
     },
     {
       kind_: 'vllm',
@@ -71,11 +77,13 @@ export async function selectBackend(secrets: Secrets): Promise<void> {
   }
   const entered = await vscode.window.showInputBox({
     title: 'Collab: model',
-    value: pick.kind_ === 'transformers' && settings.backend !== 'transformers' ? 'smollm2-135m-instruct' : model,
+    value: pick.kind_ === 'llamacpp' && settings.backend !== 'llamacpp' ? 'smollm2-135m-instruct' : model,
     prompt:
       pick.kind_ === 'openai'
-        ? 'The model name the endpoint serves'
-        : 'A hub id, a local folder, an agents folder, or smollm2-135m-instruct (embedded)',
+        ? 'The model name the endpoint serves (Collab: Select Model lists them)'
+        : pick.kind_ === 'llamacpp'
+          ? 'A .gguf file (or a folder with one), or smollm2-135m-instruct (embedded)'
+          : 'A hub id, a local folder, an agents folder, or smollm2-135m-instruct',
     ignoreFocusOut: true,
   });
   if (entered === undefined) return;

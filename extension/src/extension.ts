@@ -6,6 +6,7 @@ import { needsRestart, SECTION } from './config';
 import { FeedbackRuns, PANEL_VIEW_ID } from './feedback';
 import { PanelProvider, type PanelMessage } from './panel';
 import { PythonExtension } from './pythonExtension';
+import { selectModel } from './selectModel';
 import { Secrets } from './secrets';
 import { readCollabSettings, ServerManager } from './server';
 import { statusBarView } from './statusFormat';
@@ -82,6 +83,7 @@ export function activate(ctx: vscode.ExtensionContext): void {
   register('collabCoder.toggleInlineCompletions', () => toggleInlineCompletions());
   register('collabCoder.showPanel', () => runs.showPanel(false));
   register('collabCoder.selectBackend', () => selectBackend(secrets));
+  register('collabCoder.selectModel', () => selectModel(secrets));
   register('collabCoder.setApiKey', () => setApiKey(secrets));
   register('collabCoder.restartServer', () => server.restart());
   register('collabCoder.showLogs', () => log.show());
