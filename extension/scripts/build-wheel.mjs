@@ -17,6 +17,9 @@ function run(args) {
 }
 
 fs.rmSync(out, { recursive: true, force: true });
+// setuptools stages modules in build/lib and never deletes them there: a module removed from
+// the tree would still be shipped in the wheel. Start from an empty staging folder.
+fs.rmSync(path.join(repo, 'build', 'lib'), { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 
 // Without build isolation when this interpreter has the build backend (fast, offline);

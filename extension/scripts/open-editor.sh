@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Opens VS Code with the Collab Coder extension on the embedded default model
-# (SmolLM2-135M-Instruct, `transformers` backend), the server run by the repository's .venv.
+# (SmolLM2-135M-Instruct GGUF, `llamacpp` backend), the server run by the repository's .venv.
 #
 #   extension/scripts/open-editor.sh [WORKSPACE]      (default: runs/editor-demo)
 #
@@ -40,7 +40,7 @@ if [ ! -e "$WORKSPACE/.vscode/settings.json" ]; then
   cat > "$WORKSPACE/.vscode/settings.json" <<EOF
 {
   "collab.server.pythonPath": "$PYTHON",
-  "collab.backend": "transformers",
+  "collab.backend": "llamacpp",
   "collab.model": "smollm2-135m-instruct"
 }
 EOF

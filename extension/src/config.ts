@@ -28,7 +28,7 @@ export interface CollabSettings {
 }
 
 export const DEFAULTS: Readonly<CollabSettings> = Object.freeze({
-  backend: 'transformers',
+  backend: 'llamacpp',
   endpointUrl: '',
   model: 'smollm2-135m-instruct',
   fimTemplate: 'auto',

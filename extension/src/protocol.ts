@@ -15,8 +15,8 @@ export const NOTIFICATIONS = {
   setApiKey: 'collab/setApiKey',
 } as const;
 
-export type BackendKind = 'transformers' | 'openai' | 'vllm';
-export const BACKEND_KINDS: readonly BackendKind[] = ['transformers', 'openai', 'vllm'];
+export type BackendKind = 'llamacpp' | 'transformers' | 'openai' | 'vllm';
+export const BACKEND_KINDS: readonly BackendKind[] = ['llamacpp', 'transformers', 'openai', 'vllm'];
 
 export const FIM_TEMPLATES = [
   'auto',

@@ -52,7 +52,7 @@ describe('readSettings', () => {
 
   it('falls back to the default on a wrong value and says what would be right', () => {
     const { settings, problems } = readSettings(reader({ backend: 'OpenAi', fimTemplate: 'starcoder', maxIterations: 0, debounceMs: 'fast' }));
-    assert.equal(settings.backend, 'transformers');
+    assert.equal(settings.backend, 'llamacpp');
     assert.equal(settings.fimTemplate, 'auto');
     assert.equal(settings.maxIterations, 1, 'clamped into its range');
     assert.equal(settings.debounceMs, DEFAULTS.debounceMs);

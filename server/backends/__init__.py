@@ -1,7 +1,7 @@
 """collabcoder.server.backends: model backends behind one async interface.
 
-Only light modules are imported here: torch/transformers and vLLM load when a backend of that
-kind is built (through `make_backend` or by importing its module).
+Only light modules are imported here: llama.cpp, torch/transformers and vLLM load when a backend
+of that kind is built (through `make_backend` or by importing its module).
 """
 
 from collabcoder.server.backends.base import Backend, BackendError, Candidate, CompletionRequest

@@ -40,6 +40,7 @@ class Candidate:
     latency_s: float = 0.0
     finish_reason: str = "stop"  # stop | length | cancelled
     extra: dict[str, object] = field(default_factory=dict)
+    logprob: float | None = None  # mean log-probability of its tokens, where the engine gives it
 
 
 @runtime_checkable

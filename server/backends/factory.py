@@ -1,7 +1,7 @@
 """One entry point from settings to a backend: `make_backend(kind, model, ...)`.
 
-Backend modules are imported only for the kind asked for: an HTTP-only language server never
-imports torch, and nothing but the vLLM kind touches vLLM.
+Backend modules are imported only for the kind asked for: only the transformers kind imports
+torch, and nothing but the vLLM kind touches vLLM.
 """
 
 from __future__ import annotations
@@ -12,11 +12,15 @@ from typing import Any, Literal, get_args
 
 from collabcoder.server.backends.base import Backend
 
-BackendKind = Literal["openai", "vllm", "transformers"]
+BackendKind = Literal["llamacpp", "openai", "vllm", "transformers"]
 BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
 
 
 def _backend_class(kind: str) -> type:
+    if kind == "llamacpp":
+        from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend
     if kind == "openai":
         from collabcoder.server.backends.openai_backend import OpenAIBackend
 

