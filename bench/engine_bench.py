@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_bench import ANALYZERS, FIXTURE, Session, stats
+from lsp_bench import ANALYZERS, FIXTURE, Session, replace_marked, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "engine.md"
@@ -247,15 +247,6 @@ def docs_block(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(report: dict[str, Any]) -> None:
-    text = DOCS.read_text() if DOCS.is_file() else ""
-    if MARK_START not in text or MARK_END not in text:
-        return
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    DOCS.write_text(head + docs_block(report) + tail)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine.json")
@@ -274,7 +265,7 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(docs_block(report))
     if not args.no_docs:
-        update_docs(report)
+        replace_marked(DOCS, MARK_START, MARK_END, docs_block(report))
     return 0 if all(report["goals_met"].values()) else 1
 
 

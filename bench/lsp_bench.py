@@ -409,15 +409,15 @@ def docs_block(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(report: dict[str, Any]) -> None:
-    if not DOCS.is_file():
+def replace_marked(doc: Path, start: str, end: str, block: str) -> None:
+    """Put `block` (which carries the markers) between `start` and `end` in `doc`, if both are
+    there; the benchmarks keep their generated tables in the docs this way."""
+    text = doc.read_text() if doc.is_file() else ""
+    if start not in text or end not in text:
         return
-    text = DOCS.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        return
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    DOCS.write_text(head + docs_block(report) + tail)
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(head + block + tail)
 
 
 def main() -> int:
@@ -433,7 +433,7 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     render(report, Console())
     if not args.no_docs:
-        update_docs(report)
+        replace_marked(DOCS, MARK_START, MARK_END, docs_block(report))
     return 0 if all(report["goals_met"].values()) else 1
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 class BackendError(RuntimeError):
@@ -55,3 +59,14 @@ class Backend(Protocol):
     def stream(self, request: CompletionRequest) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
+
+
+async def run_cancellable(work: Callable[[threading.Event], T]) -> T:
+    """Run blocking generation in a thread. Cancelling the await sets the event `work` checks
+    between tokens, so an in-process model stops within a token instead of running on."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(work, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise

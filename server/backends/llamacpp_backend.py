@@ -36,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collabcoder.server.backends.base import BackendError, Candidate, CompletionRequest
+from collabcoder.server.backends.base import (
+    BackendError,
+    Candidate,
+    CompletionRequest,
+    run_cancellable,
+)
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT, KNOWN_MODELS, gguf_path
 from collabcoder.server.backends.fim import FimTemplate, resolve_fim_template
 from collabcoder.server.backends.transformers_backend import StopTrimmer
@@ -381,12 +386,7 @@ class LlamaCppBackend:
     # ---- Backend ----------------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> list[Candidate]:
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._generate_sync, request, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await run_cancellable(lambda cancel: self._generate_sync(request, cancel))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
         """Yield text pieces of one candidate as they are generated (request.n is ignored)."""

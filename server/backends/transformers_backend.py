@@ -16,7 +16,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collabcoder.server.backends.base import BackendError, Candidate, CompletionRequest
+from collabcoder.server.backends.base import (
+    BackendError,
+    Candidate,
+    CompletionRequest,
+    run_cancellable,
+)
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT, resolve_model
 from collabcoder.server.backends.fim import resolve_fim_template
 
@@ -307,12 +312,7 @@ class TransformersBackend:
         return candidates
 
     async def complete(self, request: CompletionRequest) -> list[Candidate]:
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._complete_sync, request, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await run_cancellable(lambda cancel: self._complete_sync(request, cancel))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
         """Yield text pieces of one candidate as they are generated (request.n is ignored)."""
