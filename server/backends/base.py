@@ -70,3 +70,13 @@ async def run_cancellable(work: Callable[[threading.Event], T]) -> T:
     except asyncio.CancelledError:
         cancel.set()
         raise
+
+
+@dataclass
+class GenerationStats:
+    """Counters of an in-process backend's generations, for tests and benchmarks."""
+
+    started: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    steps: int = 0  # decoded tokens (one decoding step per token, whatever the batch size)

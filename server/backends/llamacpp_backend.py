@@ -40,6 +40,7 @@ from collabcoder.server.backends.base import (
     BackendError,
     Candidate,
     CompletionRequest,
+    GenerationStats,
     run_cancellable,
 )
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT, KNOWN_MODELS, gguf_path
@@ -134,11 +135,7 @@ def load_llama(name: str = EMBEDDED_DEFAULT, n_ctx: int = 3072, n_threads: int =
 
 
 @dataclass
-class _Stats:
-    started: int = 0
-    finished: int = 0
-    cancelled: int = 0
-    steps: int = 0  # decoded tokens
+class _Stats(GenerationStats):
     prompt_evaluated: int = 0  # prompt tokens decoded
     prompt_reused: int = 0  # prompt tokens found in the KV cache
 

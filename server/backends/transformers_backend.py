@@ -20,6 +20,7 @@ from collabcoder.server.backends.base import (
     BackendError,
     Candidate,
     CompletionRequest,
+    GenerationStats,
     run_cancellable,
 )
 from collabcoder.server.backends.embedded_model import EMBEDDED_DEFAULT, resolve_model
@@ -67,15 +68,7 @@ def load_model(name: str = EMBEDDED_DEFAULT, dtype: str = "bfloat16") -> LoadedM
         return _LOADED[key]
 
 
-@dataclass
-class _Stats:
-    started: int = 0
-    finished: int = 0
-    cancelled: int = 0
-    steps: int = 0  # decoding steps (one per generated token, whatever the batch size)
-
-
-_STATS = _Stats()
+_STATS = GenerationStats()
 _STATS_LOCK = threading.Lock()
 
 

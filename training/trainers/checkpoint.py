@@ -209,7 +209,8 @@ def _size_problem(actual: int, expected: int) -> str | None:
     return f"has grown ({actual} bytes, {expected} written)"
 
 
-def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None), or (None, what is wrong with the file)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -218,12 +219,18 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, "is empty"
     try:
         data = json.loads(raw)
-        files = data["files"]
-        if not isinstance(files, dict):
-            raise TypeError("'files' is not an object")
-    except (ValueError, KeyError, TypeError) as exc:
-        return None, f"is not a checkpoint manifest ({_first_line(exc)})"
+    except ValueError as exc:
+        return None, f"is not valid JSON ({_first_line(exc)})"
+    if not isinstance(data, dict):
+        return None, "is not a JSON object"
     return data, None
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    data, problem = _read_json_object(path)
+    if data is not None and not isinstance(data.get("files"), dict):
+        return None, "is not a checkpoint manifest (no 'files' object)"
+    return data, problem
 
 
 def verify(folder: Path, roles: Sequence[str], *, hashes: bool = True) -> list[Damage]:
@@ -315,16 +322,4 @@ def read_state(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     path = run_dir / STATE_FILE
     if not path.exists():
         return None, None
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, f"is unreadable ({exc.strerror or exc})"
-    if not raw.strip():
-        return None, "is empty"
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        return None, f"is not valid JSON ({_first_line(exc)})"
-    if not isinstance(data, dict):
-        return None, "is not a JSON object"
-    return data, None
+    return _read_json_object(path)
