@@ -130,8 +130,8 @@ async def test_status_notifications_report_backend_model_and_latency(
     assert last["backend"] == "openai" and last["model"] == openai_server.model
     assert isinstance(last["lastLatencyMs"], (int, float)) and last["lastLatencyMs"] > 0
     assert last["lastError"] is None
-    assert set(last) == {"state", "backend", "model", "lastLatencyMs", "lastError", "shown",
-                         "accepted"}
+    assert set(last) == {"state", "backend", "model", "lastLatencyMs", "lastError", "lastVerdict",
+                         "shown", "accepted"}
 
 
 async def test_utf16_positions_with_emoji_and_cjk_before_the_cursor(client: LanguageClient) -> None:
@@ -214,16 +214,19 @@ async def test_run_feedback_iterations_streams_iterations_and_returns_an_unappli
                            {"uri": uri, "position": {"line": 1, "character": 0},
                             "iterations": 2, "token": token}, work_done_token=token)
     change_config(client, {**current_settings(client), "analyzers": []})
-    assert set(result) >= {"token", "completion", "passed", "stopReason", "timeMs", "edit",
-                           "candidates"}
+    assert set(result) >= {"token", "completion", "passed", "verdict", "verified", "stopReason",
+                           "timeMs", "edit", "candidates"}
     assert result["token"] == token
-    assert result["stopReason"] in ("passed", "max_iter", "time_budget", "no_candidates")
+    assert result["stopReason"] in ("static_only", "max_iter", "time_budget")
+    assert not result["verified"]  # only the syntax check ran: never verified or called passing
+    assert result["verdict"] in ("static checks only",) or result["verdict"].startswith("failed")
     events = rec.iterations[seen:]
     assert len(events) == len(result["candidates"]) >= 1
     for event in events:
         assert event["token"] == token
         assert set(event) == {"token", "iteration", "nodeId", "parentId", "completion", "score",
-                              "passing", "analyzers"}
+                              "passing", "verified", "verdict", "evidence", "analyzers"}
+        assert not event["verified"] and event["evidence"] == "none"
         for analyzer in event["analyzers"]:
             assert set(analyzer) == {"name", "kind", "passed", "score", "message", "infraError",
                                      "skipped"}

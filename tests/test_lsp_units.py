@@ -22,7 +22,7 @@ def test_defaults_match_the_protocol_table() -> None:
     wire = Settings().to_wire()
     assert wire == {
         "backend": "llamacpp", "endpointUrl": "", "model": "smollm2-135m-instruct",
-        "fimTemplate": "auto", "analyzers": ["syntax", "mypy", "signature", "hallucination"],
+        "fimTemplate": "auto", "analyzers": ["syntax", "mypy", "signature", "hallucination", "behaviour"],
         "maxIterations": 3, "latencyBudgetMs": 4000, "debounceMs": 150,
         "enabledLanguages": ["python"], "inlineCompletions": {"enabled": True},
         "pythonPath": "", "maxTokens": 0,

@@ -25,7 +25,9 @@ from collabcoder.analyzers.static.window import bounded
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ANALYZERS: tuple[str, ...] = ("syntax", "mypy", "signature", "hallucination")
+# Behaviour (the user's tests, examples and asserts) is the only evidence that can make a
+# candidate "verified"; the static checks rank and explain the rest.
+DEFAULT_ANALYZERS: tuple[str, ...] = ("syntax", "mypy", "signature", "hallucination", "behaviour")
 
 AnalyzerSpec: TypeAlias = "str | Analyzer"  # a name/alias, or a ready analyzer object
 

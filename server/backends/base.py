@@ -28,6 +28,9 @@ class CompletionRequest:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Ask for token log-probabilities (the loop breaks ties with their mean); engines that
+    # compute them anyway (llama.cpp here) return them regardless.
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

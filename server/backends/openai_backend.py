@@ -190,6 +190,8 @@ class OpenAIBackend:
         }
         if request.seed is not None:
             params["seed"] = request.seed
+        if request.logprobs:  # chat: a flag; completions: how many alternatives per token
+            params["logprobs"] = True if self.endpoint_kind == "chat" else 1
         stops = list(request.stop)
         if self.endpoint_kind == "chat":
             if request.suffix is not None:
@@ -380,6 +382,7 @@ class OpenAIBackend:
                 latency_s=latency,
                 finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
                 extra={"endpoint": self.endpoint, "usage_shared": len(texts) > 1},
+                logprob=_mean_logprob(choice),
             )
             for text, count, choice in zip(texts, counts, choices, strict=True)
         ]
@@ -509,3 +512,18 @@ class OpenAIBackend:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _mean_logprob(choice: Any) -> float | None:
+    """Mean token log-probability of a choice: chat's `logprobs.content[].logprob`, or the
+    completions API's `logprobs.token_logprobs`; None when the server sent none."""
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    values = ([getattr(t, "logprob", None) for t in content] if isinstance(content, list)
+              else getattr(logprobs, "token_logprobs", None))
+    if not isinstance(values, list):
+        return None
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(numbers) / len(numbers) if numbers else None

@@ -23,7 +23,10 @@ class LoopConfig(BaseModel):
 
     analyzers: tuple[str, ...] = DEFAULT_ANALYZERS
     max_iter: int = Field(default=3, ge=0, description="Feedback iterations at most.")
-    n: int = Field(default=1, ge=1, description="Candidates per model request.")
+    n: int = Field(default=1, ge=1, description="Candidates per feedback request.")
+    first_n: int | None = Field(
+        default=None, ge=1, description="Candidates in the first, batched request (default: n)."
+    )
     temperature: float = Field(default=0.7, ge=0.0)
     meta_temperature: float = Field(  # inf: uniform over the frontier
         default=0.0, ge=0.0, description="Which conversation to expand: 0 the best, higher more random."

@@ -1,12 +1,20 @@
 """The analyzer-guided feedback loop: best-first search over a tree of conversations.
 
 Each node is one candidate completion with the conversation that produced it and its analyzer
-results. The loop expands the frontier node picked by `meta_temperature` (0: the best score,
-inf: uniform, else softmax over scores), sends the node's feedback to the model and judges the n
-new candidates. Without backtracking only the children of the last expanded node are eligible.
-It stops at the first candidate that passes every critical analyzer, after `max_iter`
-expansions, or when the wall-clock budget runs out, and returns the best passing candidate, else
-the best scored one.
+results. The first request asks for `first_n` candidates in one backend call. The loop then
+expands the frontier node picked by `meta_temperature` (0: the best score, inf: uniform, else
+softmax over scores), sends the node's feedback to the model and judges the n new candidates.
+Without backtracking only the children of the last expanded node are eligible. When a feedback
+turn brings only repeats or empty replies, or nothing is left to expand, the next iteration
+restarts from the root at a higher temperature (a restart counts against `max_iter`).
+
+Scores put behaviour first (`evidence_first_score`): a candidate that passes more of the user's
+tests, examples or asserts always ranks above one that passes fewer, whatever the static
+checks say; ties go to the higher mean token log-probability where the backend returns it.
+The loop stops at the first *verified* candidate (behaviour checked, all of it passed, nothing
+critical blocks: stop reason `passed`); at the first candidate that passes every static check
+when there is no behaviour to run (`static_only`); after `max_iter` iterations; or when the
+wall-clock budget runs out.
 """
 
 from __future__ import annotations
@@ -30,6 +38,12 @@ from collabcoder.analyzers.static import (
     combined_feedback,
     run_analyzers,
 )
+from collabcoder.analyzers.static.result import (
+    EVIDENCE_KINDS,
+    EvidenceKind,
+    evidence_first_score,
+    verdict_words,
+)
 from collabcoder.server.backends.base import Backend, BackendError, Candidate, CompletionRequest
 from collabcoder.server.loop.config import LoopConfig
 from collabcoder.server.loop.messages import (
@@ -52,20 +66,52 @@ def passes(results: Sequence[AnalyzerResult]) -> bool:
     return bool(results) and not any(r.blocks for r in results)
 
 
+def evidence_of(results: Sequence[AnalyzerResult]) -> EvidenceKind:
+    """The strongest kind of behaviour that was actually run (`none`: static checks only)."""
+    kinds = [r.evidence.kind for r in results
+             if r.evidence is not None and r.evidence.checked and not r.skipped]
+    return max(kinds, key=EVIDENCE_KINDS.index, default="none")
+
+
+def verified(results: Sequence[AnalyzerResult]) -> bool:
+    """Behaviour was checked and all of it passed, and no critical analyzer blocks: the only
+    state any surface may call passing."""
+    checked = [r.evidence for r in results
+               if r.evidence is not None and r.evidence.checked and not r.skipped]
+    return passes(results) and bool(checked) and all(e.ok for e in checked)
+
+
 def score_of(results: Sequence[AnalyzerResult]) -> float:
-    """Sum of analyzer scores (each in [0, 1]) plus 1 for passing every critical check: the one
-    scoring rule of the loop's search and of what the editor shows."""
-    return sum(r.score for r in results if not r.skipped) + (1.0 if passes(results) else 0.0)
+    """Evidence first: `EVIDENCE_SCALE` x the behaviour that passed, then the sum of analyzer
+    scores (each in [0, 1]) plus 1 for passing every critical check. The one scoring rule of
+    the loop's search and of what the editor shows."""
+    static = sum(r.score for r in results if not r.skipped) + (1.0 if passes(results) else 0.0)
+    return evidence_first_score(results, static)
 
 
 class Judged:
-    """Passing, score and the feedback text, all read off the analyzer results."""
+    """Passing, verdict, score and the feedback text, all read off the analyzer results.
+
+    `passing` is LLMcoder's meaning (no critical analyzer blocks) and drives the metrics named
+    after it; what a user is shown is `verdict` and `verified`."""
 
     results: Sequence[AnalyzerResult]
 
     @property
     def passing(self) -> bool:
         return passes(self.results)
+
+    @property
+    def verified(self) -> bool:
+        return verified(self.results)
+
+    @property
+    def verdict(self) -> str:
+        return verdict_words(self.results)
+
+    @property
+    def evidence(self) -> EvidenceKind:
+        return evidence_of(self.results)
 
     @property
     def score(self) -> float:
@@ -85,13 +131,20 @@ class Node(Judged):
     completion: str
     results: list[AnalyzerResult]
     completion_tokens: int = 0
+    logprob: float | None = None  # mean token log-probability, where the backend gives it
     expanded: bool = False
+
+    @property
+    def rank(self) -> tuple[float, float]:
+        """Score, then log-probability: the order of the search and of the final pick."""
+        return self.score, self.logprob if self.logprob is not None else -math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "parent": self.parent.id if self.parent else None,
             "completion": self.completion, "reply": self.reply, "score": self.score,
-            "passing": self.passing, "completion_tokens": self.completion_tokens,
+            "passing": self.passing, "verified": self.verified, "verdict": self.verdict,
+            "logprob": self.logprob, "completion_tokens": self.completion_tokens,
             "messages": list(self.messages), "analyzer_results": [r.to_dict() for r in self.results],
         }
 
@@ -121,6 +174,9 @@ class Iteration(Judged):
             "completion": self.completion,
             "score": round(self.score, 4),
             "passing": self.passing,
+            "verified": self.verified,
+            "verdict": self.verdict,
+            "evidence": self.evidence,
             "analyzers": [
                 {"name": r.name, "kind": r.kind, "passed": r.passed, "score": round(r.score, 4),
                  "message": r.message, "infraError": r.infra_error, "skipped": r.skipped}
@@ -132,20 +188,30 @@ class Iteration(Judged):
 @dataclass
 class LoopResult:
     completion: str
-    passed: bool
+    passed: bool  # the chosen candidate passes every critical analyzer (LLMcoder's meaning)
     best: Node | None
     nodes: list[Node]
     iterations: int
     tokens_generated: int
     time_s: float
-    stop_reason: str  # passed | max_iter | time_budget | no_candidates | backend_error
+    stop_reason: str  # passed | static_only | max_iter | time_budget | backend_error
     log: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    requests: int = 0  # model requests made
+
+    @property
+    def verified(self) -> bool:
+        return self.best is not None and self.best.verified
+
+    @property
+    def verdict(self) -> str:
+        return self.best.verdict if self.best is not None else "failed: no candidate"
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
         return {
-            "completion": self.completion, "passed": self.passed,
+            "completion": self.completion, "passed": self.passed, "verified": self.verified,
+            "verdict": self.verdict, "requests": self.requests,
             "best": best.id if best else None, "iterations": self.iterations,
             "n_tokens_generated": self.tokens_generated, "time": self.time_s,
             "stop_reason": self.stop_reason, "errors": self.errors,
@@ -170,7 +236,7 @@ def loop_request(config: LoopConfig, parts: PromptParts, messages: Messages,
     comments above the cursor."""
     # A prefilled reply sits inside a code fence: its closing fence ends the code.
     stop = (*config.stop, "\n```") if parts.prefill and "\n```" not in config.stop else config.stop
-    common: dict[str, Any] = {"n": n, "temperature": temperature,
+    common: dict[str, Any] = {"n": n, "temperature": temperature, "logprobs": True,
                               "max_tokens": config.max_tokens, "stop": stop, "seed": config.seed}
     if config.prompt_style == "fim":
         prefix = fim_feedback_prefix(parts.prefix, feedback) if feedback else parts.prefix
@@ -179,9 +245,10 @@ def loop_request(config: LoopConfig, parts: PromptParts, messages: Messages,
 
 
 def pick(frontier: Sequence[Node], meta_temperature: float, rng: random.Random) -> Node:
-    """0: the best node (first on ties); inf: uniform; else softmax over scores / T."""
+    """0: the best node (log-probability, then the first, on ties); inf: uniform; else softmax
+    over scores / T."""
     if meta_temperature == 0:
-        return max(frontier, key=lambda n: n.score)
+        return max(frontier, key=lambda n: n.rank)
     if math.isinf(meta_temperature):
         return rng.choice(list(frontier))
     top = max(n.score for n in frontier)
@@ -226,44 +293,45 @@ class FeedbackLoop:
         async def judge_batch(parent: Node | None, messages: Messages,
                               cands: list[Candidate], iteration: int) -> list[Node]:
             children = []
-            for i, cand in enumerate(cands):
+            for cand in cands:
                 completion = self.completion_of(ctx.prefix, cand.text, prefill)
                 judged = dataclasses.replace(ctx, completion=completion)
                 budget = max(0.05, deadline - time.monotonic()) if deadline < math.inf else None
                 results = await run_analyzers(judged, cfg.analyzers, budget, reviewer=self.reviewer)
-                node_id = f"{parent.id}.{len(state.children_of(parent))}" if parent else f"R.{i}"
+                node_id = f"{parent.id if parent else 'R'}.{len(state.children_of(parent))}"
                 history = messages
                 reply = cand.text
                 if messages and messages[-1]["role"] == "assistant":  # prefilled: one message
                     history, reply = messages[:-1], messages[-1]["content"] + cand.text
                 reply_msg = {"role": "assistant", "content": reply}
                 node = Node(node_id, parent, (*history, reply_msg), cand.text, completion,
-                            results, cand.completion_tokens)
+                            results, cand.completion_tokens, cand.logprob)
                 state.nodes.append(node)
                 children.append(node)
-                state.log.append(f"[loop] {node.id}: score {node.score:.2f}, "
-                                 f"{'passing' if node.passing else 'failing'}")
+                state.log.append(f"[loop] {node.id}: score {node.score:.2f}, {node.verdict}")
                 if on_iteration is not None:
                     maybe = on_iteration(Iteration.of(node, iteration))
                     if inspect.isawaitable(maybe):
                         await maybe
             return children
 
-        stop_reason = "max_iter"
         state.log.append("[loop] creating first completions")
         first = first_messages(parts)
+        first_n = cfg.first_n or cfg.n
         try:
-            cands = await self._sample(self.backend, parts, first, None, state, deadline)
+            cands = await self._sample(self.backend, parts, first, None, state, deadline,
+                                       first_n, cfg.temperature)
         except (BackendError, TimeoutError) as exc:
             state.errors.append(str(exc))
             return self._result(state, started, "backend_error")
-        children = await judge_batch(None, first, cands, 0)
-        iterations = 0
-        last_children = children
+        last_children = await judge_batch(None, first, cands, 0)
+        iterations = restarts = 0
+        restart = not last_children
         while True:
-            if any(n.passing for n in state.nodes):
-                stop_reason = "passed"
+            stop_reason = self._stop_reason(state.nodes)
+            if stop_reason is not None:
                 break
+            stop_reason = "max_iter"
             if iterations >= cfg.max_iter:
                 break
             if time.monotonic() >= deadline:
@@ -271,28 +339,49 @@ class FeedbackLoop:
                 break
             pool = last_children if not cfg.backtracking else state.nodes
             frontier = [n for n in pool if not n.expanded]
-            if not frontier:
-                stop_reason = "no_candidates"
-                break
-            node = pick(frontier, cfg.meta_temperature, rng)
-            node.expanded = True
             iterations += 1
-            state.log.append(f"[loop] iteration {iterations}: expanding {node.id} "
-                             f"(score {node.score:.2f})")
-            feedback = self._feedback_text(node, ctx, entry_point)
-            messages = feedback_messages(parts, node.messages, node.completion, feedback,
-                                         cfg.feedback_variant)
             try:
+                if restart or not frontier:
+                    # Feedback brought nothing new, or nothing is left to expand: start over
+                    # from the root, hotter each time, rather than stop with budget left.
+                    restarts += 1
+                    temperature = min(cfg.max_temperature,
+                                      cfg.temperature + restarts * cfg.delta_temperature)
+                    state.log.append(f"[loop] iteration {iterations}: restarting from the root "
+                                     f"at temperature {temperature:.2f}")
+                    cands = await self._sample(self.backend, parts, first, None, state,
+                                               deadline, first_n, temperature)
+                    last_children = await judge_batch(None, first, cands, iterations)
+                    restart = not last_children
+                    continue
+                node = pick(frontier, cfg.meta_temperature, rng)
+                node.expanded = True
+                state.log.append(f"[loop] iteration {iterations}: expanding {node.id} "
+                                 f"(score {node.score:.2f})")
+                feedback = self._feedback_text(node, ctx, entry_point)
+                messages = feedback_messages(parts, node.messages, node.completion, feedback,
+                                             cfg.feedback_variant)
                 cands = await self._sample(self.feedback_backend, parts, messages, feedback,
-                                           state, deadline)
+                                           state, deadline, cfg.n, cfg.temperature)
             except (BackendError, TimeoutError) as exc:
                 state.errors.append(str(exc))
                 state.log.append(f"[loop] backend failed: {exc}")
-                stop_reason = "backend_error" if not state.nodes else "time_budget" \
-                    if isinstance(exc, TimeoutError) else "backend_error"
+                stop_reason = "time_budget" if isinstance(exc, TimeoutError) else "backend_error"
                 break
             last_children = await judge_batch(node, messages, cands, iterations)
+            restart = not last_children
         return self._result(state, started, stop_reason, iterations)
+
+    @staticmethod
+    def _stop_reason(nodes: Sequence[Node]) -> str | None:
+        """`passed` once a candidate is verified; `static_only` once one passes every static
+        check and no candidate got any behaviour checked (there is none to run, or none fits
+        the budget), since more search cannot earn stronger evidence."""
+        if any(n.verified for n in nodes):
+            return "passed"
+        if any(n.passing for n in nodes) and all(n.evidence == "none" for n in nodes):
+            return "static_only"
+        return None
 
     def _feedback_text(self, node: Node, ctx: AnalysisContext, entry_point: str | None) -> str:
         fmt = self.config.feedback_format
@@ -313,10 +402,11 @@ class FeedbackLoop:
         return feedback_text(fmt, "main", task, "", code, verdict, facts, options)
 
     async def _sample(self, backend: Backend, parts: PromptParts, messages: Messages,
-                      feedback: str | None, state: _RunState, deadline: float) -> list[Candidate]:
-        """Request n candidates; drop repeats of earlier ones and resample hotter/wider."""
+                      feedback: str | None, state: _RunState, deadline: float, n: int,
+                      temperature: float) -> list[Candidate]:
+        """Request n candidates in one call; drop repeats of earlier ones and empty replies,
+        and resample hotter/wider up to `max_retries` times."""
         cfg = self.config
-        temperature, n = cfg.temperature, cfg.n
         for attempt in range(cfg.max_retries + 1):
             request = self.request_for(parts, messages, feedback, n, temperature)
             remaining = deadline - time.monotonic()
@@ -324,6 +414,7 @@ class FeedbackLoop:
                 raise TimeoutError("time budget exhausted before the model answered")
             cands = await asyncio.wait_for(backend.complete(request),
                                            None if remaining == math.inf else remaining)
+            state.requests += 1
             state.tokens += sum(c.completion_tokens for c in cands)
             fresh = []
             for cand in cands:
@@ -342,15 +433,13 @@ class FeedbackLoop:
 
     def _result(self, state: _RunState, started: float, stop_reason: str,
                 iterations: int = 0) -> LoopResult:
-        passing = [n for n in state.nodes if n.passing]
-        ranked = passing or state.nodes
-        best = max(ranked, key=lambda n: n.score) if ranked else None
-        if stop_reason != "backend_error" and best is None:
-            stop_reason = "no_candidates"
-        state.log.append(f"[loop] done: {stop_reason}; best {best.id if best else None}")
-        return LoopResult(best.completion if best else "", bool(passing), best, state.nodes,
-                          iterations, state.tokens, time.monotonic() - started, stop_reason,
-                          state.log, state.errors)
+        """The best candidate: verified first, then passing the critical checks, then rank."""
+        best = max(state.nodes, key=lambda n: (n.verified, n.passing, *n.rank), default=None)
+        state.log.append(f"[loop] done: {stop_reason}; best {best.id if best else None}"
+                         f"{f' ({best.verdict})' if best else ''}")
+        return LoopResult(best.completion if best else "", bool(best and best.passing), best,
+                          state.nodes, iterations, state.tokens, time.monotonic() - started,
+                          stop_reason, state.log, state.errors, state.requests)
 
 
 @dataclass
@@ -360,6 +449,7 @@ class _RunState:
     seen: set[str]
     nodes: list[Node]
     tokens: int
+    requests: int = 0
 
-    def children_of(self, parent: Node) -> list[Node]:
+    def children_of(self, parent: Node | None) -> list[Node]:
         return [n for n in self.nodes if n.parent is parent]

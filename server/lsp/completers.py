@@ -3,9 +3,10 @@ two from the settings (`Engine.build`); nothing else asks which it is.
 
 - `ModelCompleter`: automatic requests get one candidate streamed from the backend, stopped as
   soon as it is enough, cleaned up, then one analyzer round when the rest of the latency budget
-  fits it (a candidate that does not parse in place is not shown). Invoked requests run the
-  feedback loop with one feedback iteration within twice the budget. Feedback runs are the full
-  loop, each judged candidate reported as it comes.
+  fits it (a candidate that does not parse in place is not shown): automatic requests take
+  one candidate, the bound that fits their budget on a CPU model. Invoked requests run the
+  feedback loop (a batched first request of `FIRST_CANDIDATES`, one feedback iteration) within
+  twice the budget. Feedback runs are the full loop, each judged candidate reported as it comes.
 - `TeamCompleter`: at a line start inside a function the agents write the function with the
   training turn protocol (one turn automatic, the manifest's turns invoked, `iterations + 1`
   turns in a feedback run, each turn judged by the analyzers); anywhere else the main agent
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from collabcoder.analyzers.protocol.prompts import first_user_message
 from collabcoder.analyzers.static import AnalyzerResult
+from collabcoder.analyzers.static.result import verdict_words
 from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
 from collabcoder.server.loop import FeedbackLoop, Iteration, LoopConfig
 from collabcoder.server.loop.messages import PromptParts, PromptStyle, first_messages
@@ -43,6 +45,7 @@ INLINE_SEED = 0
 SINGLE_MAX_TOKENS = 48
 MULTI_MAX_TOKENS = 128
 LOOP_MAX_TOKENS = 256
+FIRST_CANDIDATES = 4  # the loop's first request: one batched call, several candidates to test
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Suggestion:
     results: list[AnalyzerResult] = field(default_factory=list)
     finish: str = "stop"  # stop | early | length | budget | hidden
     source: str = "model"  # model | loop | team
+    verdict: str | None = None  # verdict words, when the suggestion was judged
 
 
 @dataclass
@@ -63,6 +67,8 @@ class FeedbackOutcome:
     time_s: float
     candidates: list[Iteration]
     errors: list[str] = field(default_factory=list)
+    verdict: str = "failed: no candidate"
+    verified: bool = False
 
 
 OnIteration = Callable[[Iteration], Awaitable[None]]
@@ -196,7 +202,7 @@ class ModelCompleter:
             if not outcome.candidates and outcome.errors:
                 raise BackendError(outcome.errors[-1])
             return Suggestion(outcome.completion, finish=outcome.stop_reason, source="loop",
-                              model_s=outcome.time_s)
+                              model_s=outcome.time_s, verdict=outcome.verdict)
         suggestion = await self.generate(site, deadline)
         left = deadline - time.monotonic()
         fits = left >= max(0.05, self.host.analyzer_estimate_s)
@@ -206,6 +212,7 @@ class ModelCompleter:
             )
             if any(r.name == "syntax" and r.blocks for r in suggestion.results):
                 suggestion.text, suggestion.finish = "", "hidden"  # would break the file
+            suggestion.verdict = verdict_words(suggestion.results)
         return suggestion
 
     async def feedback(self, site: CursorSite, env: EditorEnvironment, iterations: int,
@@ -215,6 +222,7 @@ class ModelCompleter:
         backend = StreamingBackend(self.backend, make_stop(self.style, site, self.prefill))
         config = LoopConfig(
             analyzers=self.host.settings.analyzers, max_iter=iterations, n=1,
+            first_n=FIRST_CANDIDATES,
             temperature=INLINE_TEMPERATURE, prompt_style=self.style,
             max_tokens=max_tokens(self.host.settings, site, LOOP_MAX_TOKENS), max_retries=1,
             time_budget_s=max(0.05, deadline - time.monotonic()), seed=INLINE_SEED,
@@ -233,7 +241,8 @@ class ModelCompleter:
         result = await loop.run(analysis_context(site, env), report)
         self.host.model_calls += max(0, backend.calls - 1)
         return FeedbackOutcome(result.completion, result.passed, result.stop_reason,
-                               time.monotonic() - started, views, list(result.errors))
+                               time.monotonic() - started, views, list(result.errors),
+                               result.verdict, result.verified)
 
 
 class TeamCompleter:
@@ -296,10 +305,13 @@ class TeamCompleter:
 
         tokens = max_tokens(self.host.settings, site, LOOP_MAX_TOKENS)
         await self._write(site, where, iterations + 1, tokens, deadline, on_turn)
-        passing = [v for v in views if v.passing]
-        best = max(passing or views, key=lambda v: v.score, default=None)
+        best = max(views, key=lambda v: (v.verified, v.passing, v.score), default=None)
+        stop = "max_iter" if best is None else "passed" if best.verified else \
+            "static_only" if best.passing and best.evidence == "none" else "max_iter"
         return FeedbackOutcome(
-            best.completion if best else "", bool(passing),
-            "passed" if passing else "max_iter", time.monotonic() - started, views,
+            best.completion if best else "", bool(best and best.passing), stop,
+            time.monotonic() - started, views,
+            verdict=best.verdict if best else "failed: no candidate",
+            verified=bool(best and best.verified),
         )
 

@@ -18,7 +18,7 @@ from collabcoder.server.loop import Iteration
 from collabcoder.server.lsp.commands import RunArguments, insertion
 from collabcoder.server.lsp.completers import FeedbackOutcome
 from collabcoder.server.lsp.documents import editor_environment
-from collabcoder.server.lsp.status import report_failure, report_success, working
+from collabcoder.server.lsp.status import report_failure, report_success, set_verdict, working
 
 if TYPE_CHECKING:
     from collabcoder.server.lsp.server import CollabLanguageServer
@@ -59,8 +59,7 @@ class RunProgress:
         if self.token is None:
             return
         self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(
-            message=f"{view.node_id}: score {view.score:.2f}"
-                    f"{', passing' if view.passing else ''}",
+            message=f"{view.node_id}: {view.verdict}",
             percentage=min(99, int(100 * (view.iteration + 1) / self.candidates))))
 
     def end(self, stop_reason: str, count: int) -> None:
@@ -103,18 +102,23 @@ async def run_feedback(
             report_failure(ls, exc)
         finally:
             progress.end(outcome.stop_reason, len(outcome.candidates))
-    if outcome.candidates and args.token is not None:
-        ls.stats.panel.offer(args.token)
+    if outcome.candidates:
+        set_verdict(ls, outcome.verdict)
+        if args.token is not None:
+            ls.stats.panel.offer(args.token)
     return {
         "token": args.token,
         "completion": outcome.completion,
         "passed": outcome.passed,
+        "verdict": outcome.verdict,
+        "verified": outcome.verified,
         "stopReason": outcome.stop_reason,
         "timeMs": round((time.perf_counter() - started) * 1000, 1),
         "edit": insertion(args.uri, at, outcome.completion),
         "candidates": [
             {"nodeId": c.node_id, "completion": c.completion, "score": round(c.score, 4),
-             "passing": c.passing, "edit": insertion(args.uri, at, c.completion)}
+             "passing": c.passing, "verified": c.verified, "verdict": c.verdict,
+             "evidence": c.evidence, "edit": insertion(args.uri, at, c.completion)}
             for c in outcome.candidates
         ],
     }

@@ -144,5 +144,7 @@ async def _suggest(
     item_id = uuid.uuid4().hex[:16]
     document.cache.put(site.prefix, site.suffix, suggestion.text, item_id)
     ls.stats.inline.offer(item_id)
+    if suggestion.verdict is not None:
+        ls.status.last_verdict = suggestion.verdict
     notify_status(ls)
     return Offer(suggestion.text, item_id)

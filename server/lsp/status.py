@@ -27,6 +27,7 @@ class Status:
     state: str = "idle"  # idle | working | error
     last_latency_ms: float | None = None
     last_error: str | None = None
+    last_verdict: str | None = None  # of the last judged suggestion or panel run
     busy: int = 0  # requests and model loads in flight
     last_logged_error: str | None = None  # one log line per distinct failure in a row
     last_sent: dict[str, Any] | None = None
@@ -40,6 +41,7 @@ def status_payload(ls: CollabLanguageServer) -> dict[str, Any]:
         "model": ls.engine.label,
         "lastLatencyMs": ls.status.last_latency_ms,
         "lastError": ls.status.last_error,
+        "lastVerdict": ls.status.last_verdict,
         "shown": ls.stats.shown,
         "accepted": ls.stats.accepted,
     }
@@ -77,6 +79,12 @@ def set_error(ls: CollabLanguageServer, message: str) -> None:
     ls.status.last_error = message
     if not ls.status.busy:
         ls.status.state = "error"
+    notify_status(ls)
+
+
+def set_verdict(ls: CollabLanguageServer, verdict: str) -> None:
+    """The honest verdict of what was last judged (`tests passed 3/3`, `static checks only`)."""
+    ls.status.last_verdict = verdict
     notify_status(ls)
 
 
@@ -119,6 +127,7 @@ def stats_payload(ls: CollabLanguageServer) -> dict[str, Any]:
         "accepted": s.accepted,
         "acceptanceRate": round(s.acceptance_rate, 4),
         "lastErrors": list(s.last_errors),
+        "lastVerdict": ls.status.last_verdict,
         # Extras beyond docs/protocol.md's fields (clients may ignore them).
         "requests": s.requests,
         "modelCalls": ls.engine.model_calls,

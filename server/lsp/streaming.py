@@ -94,7 +94,8 @@ class StreamingBackend:
         self.calls = 0
 
     async def complete(self, request: CompletionRequest) -> list[Candidate]:
-        if request.n != 1:
+        if request.n != 1:  # a batch: no stream to stop early
+            self.calls += 1
             return await self.inner.complete(request)
         started = time.perf_counter()
         self.calls += 1

@@ -246,7 +246,10 @@ def complete(
     verdicts = ", ".join(
         f"{r.name} {'ok' if r.passed else 'FAIL'}" for r in (result.best.results if result.best
                                                             else []))
-    err.print(f"[bold]{'passed' if result.passed else 'not passed'}[/] ({result.stop_reason}); "
+    # The verdict names the evidence: static checks alone are never reported as a pass.
+    style = "green" if result.verified else "red" if result.verdict.startswith("failed") else ""
+    words = f"[{style}]{result.verdict}[/]" if style else result.verdict
+    err.print(f"[bold]{words}[/] ({result.stop_reason}); "
               f"{result.iterations} feedback iteration(s), {result.tokens_generated} tokens, "
               f"{result.time_s:.1f} s; {verdicts}", markup=True)
 
@@ -289,12 +292,13 @@ def evaluate(
                 run = evaluate_config(cfg, path.stem, data_root, n_repeat, limit, on_pair,
                                       backends)
         table = Table(title=f"{path.stem}: {cfg.dataset}")
-        for col in ("results", "pairs", "passed", "errors", "mean time (s)", "mean tokens"):
+        for col in ("results", "pairs", "verified", "static pass", "errors", "mean time (s)",
+                    "mean tokens"):
             table.add_column(col, justify="right" if col != "results" else "left")
         for rep in run.repetitions:
             s = summarize(list(rep.records.values()))
             table.add_row(f"{rep.level_dir.name}/{rep.folder.name}", f"{s['pairs']:.0f}",
-                          f"{s['passed']:.0%}", f"{s['errors']:.0f}",
+                          f"{s['verified']:.0%}", f"{s['passed']:.0%}", f"{s['errors']:.0f}",
                           f"{s['mean_time_s']:.1f}", f"{s['mean_tokens']:.0f}")
         err.print(table)
         failed = sum(rep.errors for rep in run.repetitions)

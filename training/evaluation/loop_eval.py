@@ -7,7 +7,8 @@ Layout written by `evaluate`, one timestamp folder per repetition:
     DATA_ROOT/NAME/level_k/eval/<config-stem>/<YYYY-MM-DD_HH-MM-SS>/readable_logs/<i>.txt
 
 results.json maps the pair's index ("0", "1", ...) to LLMcoder's fields (messages,
-analyzer_results, log, time, n_tokens_generated) plus ours (pair, completion, passed,
+analyzer_results, log, time, n_tokens_generated) plus ours (pair, completion, passed: every
+critical analyzer passed, verified: behaviour checked and passed, verdict: the verdict words,
 iterations, loops_required, tokens_used, stop_reason, error). A pair whose run fails (backend
 down, model missing) is recorded with its error and the run goes on. Functions return data;
 printing and progress bars belong to the CLI.
@@ -89,6 +90,8 @@ def result_record(result: LoopResult, pair: str | None = None) -> dict[str, Any]
         "n_tokens_generated": result.tokens_generated,
         "completion": result.completion,
         "passed": result.passed,
+        "verified": result.verified,
+        "verdict": result.verdict,
         "iterations": result.iterations,
         # Feedback turns on the chosen conversation (LLMcoder's "loops required").
         "loops_required": max(0, len(chain) - 1),
@@ -104,7 +107,8 @@ def result_record(result: LoopResult, pair: str | None = None) -> dict[str, Any]
 def error_record(pair: str | None, error: str, elapsed: float) -> dict[str, Any]:
     return {
         "pair": pair, "messages": [], "analyzer_results": [], "log": "", "time": elapsed,
-        "n_tokens_generated": 0, "completion": "", "passed": False, "iterations": 0,
+        "n_tokens_generated": 0, "completion": "", "passed": False, "verified": False,
+        "verdict": f"failed: {error}", "iterations": 0,
         "loops_required": 0, "tokens_used": 0, "stop_reason": "error", "error": error,
         "nodes": 0,
     }
@@ -133,7 +137,7 @@ def readable_log(record: dict[str, Any], title: str = "") -> str:
             replies += 1
         out.append("")
     out.append("--- result ---")
-    out.append(f"passed: {record['passed']}  stop: {record['stop_reason']}  "
+    out.append(f"verdict: {record.get('verdict', '?')}  stop: {record['stop_reason']}  "
                f"iterations: {record['iterations']}  tokens: {record['n_tokens_generated']}  "
                f"time: {record['time']:.2f} s")
     if record.get("error"):
@@ -281,6 +285,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {
         "pairs": float(len(records)),
         "passed": sum(bool(r["passed"]) for r in records) / n,
+        "verified": sum(bool(r.get("verified")) for r in records) / n,
         "errors": float(sum(r["stop_reason"] in ("error", "backend_error") for r in records)),
         "mean_time_s": sum(float(r["time"]) for r in records) / n,
         "mean_tokens": sum(int(r["n_tokens_generated"]) for r in records) / n,
