@@ -140,6 +140,16 @@ def test_syntax_completion_that_breaks_the_following_code_fails() -> None:
     assert not result.passed
 
 
+def test_a_comment_where_the_body_belongs_fails() -> None:
+    # The demo's `area_of_circle`: a bare comment leaves the function without a body. The error
+    # was there before the completion, but giving the block a body was the completion's job.
+    prefix = "import math\n\n\ndef area_of_circle(r: float) -> float:\n    "
+    for suffix in ("\n", "\n\ndef other() -> int:\n    return 1\n"):
+        result = _syntax(prefix, "# This is the default behavior.", suffix)
+        assert not result.passed and "still has no body" in result.message
+        assert _syntax(prefix, "return math.pi * r ** 2", suffix).passed
+
+
 def test_syntax_catches_compile_time_errors() -> None:
     result = _syntax("x = 1\n", "return x\n")
     assert not result.passed and "outside function" in result.message

@@ -143,13 +143,18 @@ class SyntaxAnalyzer(BlockingAnalyzer):
             ctx.completion_end[0] + 1,
             ctx.completion_end[1],
         )
+        cause = _REFERENCED_LINE.search(err.message)
         if after_completion and not _same_error_without_completion(ctx, err, base):
             # "expected an indented block after 'if' statement on line 7": names its cause.
-            cause = _REFERENCED_LINE.search(err.message)
             if cause and int(cause.group(1)) in ctx.completion_lines:
                 return self._fail(ctx, err, "")
             if err.line <= _next_code_line(ctx):  # right after the completion: its doing
                 return self._fail(ctx, err, " (right after your completion)")
+        elif (after_completion and cause and int(cause.group(1)) <= ctx.prefix.count("\n") + 1
+              and err.line <= _next_code_line(ctx)):
+            # The block the cursor opens had no body, and the completion (a comment, blank
+            # lines) still gives it none: the one thing it had to do.
+            return self._fail(ctx, err, " (the block at the cursor still has no body)")
         return passed_result(
             self.name,
             self.kind,
