@@ -124,7 +124,9 @@ describe(`Collab Coder in VS Code (code-server 4.100.3, backend ${BACKEND})`, { 
       'collab.maxIterations': 1,
       // The panel on the right: room for the iterations next to the editor in screenshots.
       'workbench.panel.defaultLocation': 'right',
-      'collab.analyzers': ['syntax', 'signature', 'hallucination'],
+      // mypy left out for time; `behaviour` finds nothing to run in these files (no examples,
+      // no tests): every verdict here is `static checks only` or `failed: ...` (see below).
+      'collab.analyzers': ['syntax', 'signature', 'hallucination', 'behaviour'],
     };
     if (BACKEND === 'openai') {
       const srv = await timed('openai server start', () => startOpenAIServer(python));
@@ -215,6 +217,14 @@ describe(`Collab Coder in VS Code (code-server 4.100.3, backend ${BACKEND})`, { 
     log(`panel: ${iterations} iterations, ${analyzerRows} analyzer rows; phase: ${await panel.locator('[data-testid="run-phase"]').textContent()}`);
     assert.ok(iterations >= 1, 'the panel shows the iterations');
     assert.ok(analyzerRows >= 1, 'with their analyzer results');
+    // square() has no examples and no tests: whatever the real model wrote, nothing was
+    // behaviour-checked, so no candidate may be called passing or shown in green (issue 12).
+    const verdicts = await panel.locator('[data-testid="iteration"] [data-testid="verdict"]').allTextContents();
+    log(`verdicts: ${JSON.stringify(verdicts)}`);
+    assert.equal(verdicts.length, iterations, 'each candidate shows its verdict');
+    for (const v of verdicts) assert.match(v, /^(static checks only|failed: .+)$/, 'an honest verdict for an unchecked site');
+    assert.equal(await panel.locator('ol.iterations .ok, [data-testid="result"] .ok').count(), 0, 'nothing green');
+    assert.doesNotMatch((await panel.locator('body').textContent()) ?? '', /passing/i);
     await screenshot(page, '04-panel-done');
 
     const bestCode = (await panel.locator('li.iteration.best pre.code').first().textContent()) ?? '';

@@ -22,19 +22,12 @@ PORT="${COLLAB_EDITOR_PORT:-8080}"
 "$PYTHON" -c "import collabcoder.server" 2>/dev/null \
   || { echo "open-editor: $PYTHON cannot import collabcoder.server; run 'make setup'" >&2; exit 1; }
 
-# A demo workspace: a Python file to type in, and the server's interpreter in its settings.
-if [ ! -e "$WORKSPACE/demo.py" ]; then
-  cat > "$WORKSPACE/demo.py" <<'EOF'
-import math
-
-
-def area_of_circle(radius: float) -> float:
-    """Return the area of a circle with the given radius."""
-    # Type `return ` on the next line and wait for the ghost text; Tab accepts it.
-    # Collab: Run Feedback Iterations (Ctrl+Alt+Enter) runs the loop at the cursor.
-
-EOF
-fi
+# A demo workspace (extension/scripts/demo/, the files the e2e test runs on too): demo.py to type
+# in, with a function whose doctest examples check each candidate and one that test_demo.py
+# tests; the server's interpreter in its settings. Files already there are kept.
+for f in demo.py test_demo.py; do
+  [ -e "$WORKSPACE/$f" ] || cp "$REPO/extension/scripts/demo/$f" "$WORKSPACE/$f"
+done
 mkdir -p "$WORKSPACE/.vscode"
 if [ ! -e "$WORKSPACE/.vscode/settings.json" ]; then
   cat > "$WORKSPACE/.vscode/settings.json" <<EOF

@@ -3,8 +3,8 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { candidateFor } from './panelState';
-import type { RunFeedbackResult, TextEditDto } from './protocol';
+import { candidateFor, normalizeResult } from './panelState';
+import type { TextEditDto } from './protocol';
 import { readCollabSettings, type ServerManager } from './server';
 import type { Store } from './store';
 
@@ -159,17 +159,4 @@ function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   if (typeof e === 'object' && e !== null && 'message' in e) return String(e.message);
   return String(e);
-}
-
-/** Tolerates a server that leaves out optional parts of the result. */
-function normalizeResult(r: Partial<RunFeedbackResult> | null, token: string): RunFeedbackResult {
-  return {
-    token, // ours: the panel matches results to runs by it
-    completion: r?.completion ?? '',
-    passed: r?.passed ?? false,
-    stopReason: r?.stopReason ?? 'unknown',
-    timeMs: r?.timeMs ?? 0,
-    edit: r?.edit ?? null,
-    candidates: Array.isArray(r?.candidates) ? r.candidates : [],
-  };
 }

@@ -2,6 +2,7 @@
 // so the panel's behaviour is testable without VS Code.
 
 import type { IterationNotification, RunCandidate, RunFeedbackResult, StatsResult, StatusNotification } from './protocol';
+import { withVerdict } from './verdict';
 
 export type Connection = 'stopped' | 'starting' | 'running' | 'failed';
 export type RunPhase = 'running' | 'done' | 'failed' | 'cancelled' | 'accepted' | 'discarded';
@@ -98,13 +99,14 @@ export function reduce(state: PanelState, action: Action): PanelState {
       return {
         ...state,
         status: action.status,
-        // Counts in a status are newer than the last stats answer.
+        // Counts and the verdict in a status are newer than the last stats answer.
         stats: state.stats
           ? {
               ...state.stats,
               shown: action.status.shown,
               accepted: action.status.accepted,
               acceptanceRate: action.status.shown > 0 ? action.status.accepted / action.status.shown : 0,
+              ...(action.status.lastVerdict !== undefined ? { lastVerdict: action.status.lastVerdict } : {}),
             }
           : state.stats,
       };
@@ -132,7 +134,7 @@ export function reduce(state: PanelState, action: Action): PanelState {
         },
       };
     case 'iteration': {
-      const it = action.iteration;
+      const it = withVerdict(action.iteration);
       if (!sameRun(state, it.token) || state.run.phase !== 'running') return state;
       // A repeated notification for the same node replaces the earlier one.
       const others = state.run.iterations.filter((x) => x.nodeId !== it.nodeId);
@@ -166,14 +168,45 @@ export function reduce(state: PanelState, action: Action): PanelState {
 }
 
 /**
- * The candidate the run chose: the one whose text is the result's completion, else the best
- * score (passing first). Null when the run produced nothing.
+ * The candidate the run chose: the one whose text is the result's completion, else the server's
+ * own order: verified first, then not blocked by a critical analyzer, then the (evidence-first)
+ * score. Null when the run produced nothing.
  */
 export function bestCandidate(result: RunFeedbackResult): RunCandidate | null {
   if (result.candidates.length === 0) return null;
   const same = result.candidates.find((c) => c.completion === result.completion);
   if (same) return same;
-  return [...result.candidates].sort((a, b) => Number(b.passing) - Number(a.passing) || b.score - a.score)[0] ?? null;
+  const rank = (c: RunCandidate): number[] => [Number(c.verified), Number(c.passing), c.score];
+  return [...result.candidates].sort((a, b) => compareDesc(rank(a), rank(b)))[0] ?? null;
+}
+
+function compareDesc(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return (b[i] ?? 0) - (a[i] ?? 0);
+  return 0;
+}
+
+/** The verdict of the last suggestion the server judged (inline or a panel run), if any. */
+export function lastVerdict(state: PanelState): string | null {
+  return state.stats?.lastVerdict ?? state.status?.lastVerdict ?? null;
+}
+
+/**
+ * The run's result as the panel keeps it: what a server leaves out filled in, and a missing
+ * verdict never read as a pass (`withVerdict`). `token` is ours: runs are matched by it.
+ */
+export function normalizeResult(r: Partial<RunFeedbackResult> | null, token: string): RunFeedbackResult {
+  const chosen = withVerdict({ verdict: r?.verdict, verified: r?.verified });
+  return {
+    token,
+    completion: r?.completion ?? '',
+    passed: r?.passed ?? false,
+    verdict: chosen.verdict,
+    verified: chosen.verified,
+    stopReason: r?.stopReason ?? 'unknown',
+    timeMs: r?.timeMs ?? 0,
+    edit: r?.edit ?? null,
+    candidates: Array.isArray(r?.candidates) ? r.candidates.map((c) => withVerdict(c)) : [],
+  };
 }
 
 /** The candidate with this node id ('best' is the run's choice), or null. */

@@ -1,8 +1,9 @@
 // Renders the panel's state as HTML. Everything from the model or the server is escaped: the
 // webview runs with a strict CSP, and candidate code is untrusted text.
 
-import type { AnalyzerReport, IterationNotification } from './protocol';
+import type { AnalyzerReport, Evidence, IterationNotification, Verdict } from './protocol';
 import { bestCandidate, visibleErrors, type PanelState, type RunState } from './panelState';
+import { stopReasonText, verdictMeaning, verdictTone } from './verdict';
 
 export function escapeHtml(s: string): string {
   return s
@@ -33,18 +34,35 @@ function button(action: string, label: string, extra: Record<string, string> = {
   return `<button class="${primary ? 'primary' : 'secondary'}" data-action="${esc(action)}"${attrs}>${esc(label)}</button>`;
 }
 
-function analyzerOutcome(a: AnalyzerReport): { text: string; cls: string } {
+/** The analyzer that runs the user's tests, examples and asserts (the only behaviour evidence). */
+export const BEHAVIOUR_ANALYZER = 'behaviour';
+
+/**
+ * One analyzer's outcome. Green only for behaviour that really ran and passed: a static check
+ * that passed is neutral, so a candidate checked only statically shows no green at all.
+ */
+function analyzerOutcome(a: AnalyzerReport, evidence: Evidence): { text: string; cls: string } {
   if (a.infraError) return { text: 'infra error', cls: 'warn' };
   if (a.skipped) return { text: 'skipped', cls: 'muted' };
-  return a.passed ? { text: 'passed', cls: 'ok' } : { text: 'failed', cls: 'bad' };
+  if (!a.passed) return { text: 'failed', cls: 'bad' };
+  return { text: 'passed', cls: a.name === BEHAVIOUR_ANALYZER && evidence !== 'none' ? 'ok' : 'neutral' };
 }
 
-function renderAnalyzers(analyzers: readonly AnalyzerReport[]): string {
+/** The verdict as a tag: its words, coloured by `verdictTone`, its meaning as a tooltip. */
+export function verdictTag(v: Pick<Verdict, 'verdict' | 'verified'>): string {
+  const tone = verdictTone(v);
+  return (
+    `<span class="tag verdict ${tone}" data-testid="verdict" data-verified="${v.verified && tone === 'ok'}"` +
+    ` title="${esc(verdictMeaning(v))}">${esc(v.verdict)}</span>`
+  );
+}
+
+function renderAnalyzers(analyzers: readonly AnalyzerReport[], evidence: Evidence): string {
   if (analyzers.length === 0) return '<p class="muted">No analyzer results.</p>';
   // A list rather than a table: it reads in a narrow side panel as well as in a wide one.
   const rows = analyzers
     .map((a) => {
-      const o = analyzerOutcome(a);
+      const o = analyzerOutcome(a, evidence);
       return (
         `<li data-testid="analyzer"><span class="name">${esc(a.name)}</span> <span class="muted">${esc(a.kind)}</span>` +
         ` <span class="${o.cls}">${esc(o.text)}</span> <span class="num">${esc(formatScore(a.score))}</span>` +
@@ -61,9 +79,9 @@ function renderIteration(run: RunState, it: IterationNotification, bestNodeId: s
   const accepted = run.phase === 'accepted' && run.acceptedNodeId === it.nodeId;
   const isBest = bestNodeId === it.nodeId;
   const tags = [
-    it.passing ? '<span class="tag ok">passing</span>' : '<span class="tag bad">failing</span>',
+    verdictTag(it),
     isBest ? '<span class="tag best">best</span>' : '',
-    accepted ? '<span class="tag ok">applied</span>' : '',
+    accepted ? '<span class="tag applied">applied</span>' : '',
   ].join('');
   const parent = it.parentId ? ` <span class="muted">from ${esc(it.parentId)}</span>` : '';
   const code = it.completion === '' ? '<p class="muted">(empty completion)</p>' : `<pre class="code">${esc(it.completion)}</pre>`;
@@ -73,7 +91,7 @@ function renderIteration(run: RunState, it: IterationNotification, bestNodeId: s
     ` <span class="score">score ${esc(formatScore(it.score))}</span> ${tags}` +
     `${canAccept ? ' ' + button('accept', 'Accept', { node: it.nodeId }) : ''}</div>` +
     code +
-    renderAnalyzers(it.analyzers) +
+    renderAnalyzers(it.analyzers, it.evidence) +
     '</li>'
   );
 }
@@ -83,7 +101,10 @@ function phaseText(run: RunState, now: number): string {
     case 'running':
       return `running: ${run.iterations.length} judged, ${formatMs(now - run.startedAt)}`;
     case 'done':
-      return `done: ${run.result?.passed ? 'passed' : 'not passed'}, stopped by ${run.result?.stopReason ?? '?'}, ${formatMs(run.result?.timeMs)}`;
+      // The chosen completion's verdict, never the wire's `passed` (no critical analyzer blocks).
+      return run.result
+        ? `done: ${run.result.verdict}, stopped by ${stopReasonText(run.result.stopReason)}, ${formatMs(run.result.timeMs)}`
+        : 'done';
     case 'failed':
       return 'failed';
     case 'cancelled':
@@ -106,7 +127,7 @@ function renderRun(run: RunState, now: number): string {
   if (run.phase === 'done') {
     actions = best
       ? `<div class="result" data-testid="result">${button('accept', 'Accept Best', { node: 'best' }, true)} ${button('discard', 'Discard')}` +
-        ` <span class="muted">best: node ${esc(best.nodeId)}, score ${esc(formatScore(best.score))}${best.passing ? ', passing' : ''}</span></div>`
+        ` <span class="muted">best: node ${esc(best.nodeId)}, score ${esc(formatScore(best.score))}</span> ${verdictTag(best)}</div>`
       : `<div class="result" data-testid="result"><span class="muted">The run produced no candidate.</span> ${button('discard', 'Dismiss')}</div>`;
   }
   const error = run.error ? `<p class="bad" data-testid="run-error">${esc(run.error)}</p>` : '';

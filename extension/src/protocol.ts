@@ -39,6 +39,28 @@ export interface StatusNotification {
   lastError: string | null;
   shown: number;
   accepted: number;
+  /** Verdict of the last suggestion the server judged (inline, or the best of a panel run). */
+  lastVerdict?: string | null;
+}
+
+/**
+ * The strongest kind of behaviour checked for a candidate. `none`: only static checks ran, which
+ * never makes a candidate verified (docs/protocol.md, "Verdicts").
+ */
+export type Evidence = 'none' | 'asserts' | 'examples' | 'tests';
+export const EVIDENCE_KINDS: readonly Evidence[] = ['none', 'asserts', 'examples', 'tests'];
+
+/**
+ * What every judged candidate carries. `verdict` is the honest words shown everywhere
+ * (`tests passed 3/3`, `examples passed 2/2`, `asserts passed 1/1`, `static checks only`,
+ * `failed: <reason>`); `verified`: behaviour was checked, all of it passed and no critical
+ * analyzer blocks. The wire's `passing` only means "no critical analyzer blocks" (LLMcoder's
+ * meaning) and is never shown as a pass.
+ */
+export interface Verdict {
+  verdict: string;
+  verified: boolean;
+  evidence: Evidence;
 }
 
 export interface AnalyzerReport {
@@ -52,13 +74,14 @@ export interface AnalyzerReport {
 }
 
 /** `collab/iteration`: one judged candidate of a run. */
-export interface IterationNotification {
+export interface IterationNotification extends Verdict {
   token: string;
   iteration: number;
   nodeId: string;
   parentId: string | null;
   completion: string;
   score: number;
+  /** No critical analyzer blocks; not a verdict (see `Verdict`). */
   passing: boolean;
   analyzers: AnalyzerReport[];
 }
@@ -79,10 +102,12 @@ export interface TextEditDto {
   newText: string;
 }
 
-export interface RunCandidate {
+export interface RunCandidate extends Verdict {
   nodeId: string;
   completion: string;
+  /** Evidence first, then the static analyzers (docs/loop.md). */
   score: number;
+  /** No critical analyzer blocks; not a verdict. */
   passing: boolean;
   edit: TextEditDto;
 }
@@ -100,6 +125,10 @@ export interface RunFeedbackResult {
   token: string;
   completion: string;
   passed: boolean;
+  /** The verdict of the chosen completion, and whether it is verified. */
+  verdict: string;
+  verified: boolean;
+  /** `passed` (a verified candidate), `static_only`, `max_iter`, `time_budget`, `backend_error`. */
   stopReason: string;
   timeMs: number;
   edit: TextEditDto | null;
@@ -115,6 +144,8 @@ export interface StatsResult {
   /** Status-panel runs that returned candidates, and those whose candidate was applied. */
   panelRuns?: number;
   panelAccepted?: number;
+  /** As in `collab/status`. */
+  lastVerdict?: string | null;
 }
 
 /** `collab/setApiKey` */

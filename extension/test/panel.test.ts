@@ -16,6 +16,9 @@ const iteration = (n: number, nodeId: string, extra: Partial<IterationNotificati
   completion: `return ${n}`,
   score: n / 10,
   passing: false,
+  verdict: 'static checks only',
+  verified: false,
+  evidence: 'none',
   analyzers: [{ name: 'syntax', kind: 'critical', passed: true, score: 1, message: '', infraError: false, skipped: false }],
   ...extra,
 });
@@ -26,12 +29,14 @@ const result: RunFeedbackResult = {
   token: T,
   completion: 'return 2',
   passed: true,
+  verdict: 'examples passed 2/2',
+  verified: true,
   stopReason: 'passed',
   timeMs: 1234,
   edit: edit('return 2'),
   candidates: [
-    { nodeId: 'n1', completion: 'return 1', score: 0.1, passing: false, edit: edit('return 1') },
-    { nodeId: 'n2', completion: 'return 2', score: 0.9, passing: true, edit: edit('return 2') },
+    { nodeId: 'n1', completion: 'return 1', score: 0.1, passing: false, verdict: 'failed: syntax: invalid syntax', verified: false, evidence: 'none', edit: edit('return 1') },
+    { nodeId: 'n2', completion: 'return 2', score: 0.9, passing: true, verdict: 'examples passed 2/2', verified: true, evidence: 'examples', edit: edit('return 2') },
   ],
 };
 
@@ -149,6 +154,21 @@ describe('bestCandidate / candidateFor', () => {
     };
     assert.equal(bestCandidate(r)?.nodeId, 'c');
     assert.equal(bestCandidate({ ...r, candidates: [] }), null);
+  });
+
+  it('puts a verified candidate before any higher-scored unverified one', () => {
+    const base = result.candidates[0]!;
+    const r = {
+      ...result,
+      completion: 'something else',
+      candidates: [
+        { ...base, nodeId: 'static', score: 9.5, passing: true, verdict: 'static checks only', verified: false },
+        { ...base, nodeId: 'checked', score: 1.2, passing: true, verdict: 'tests passed 1/1', verified: true, evidence: 'tests' as const },
+        { ...base, nodeId: 'blocked', score: 20, passing: false, verdict: 'failed: mypy: x', verified: false },
+      ],
+    };
+    assert.equal(bestCandidate(r)?.nodeId, 'checked');
+    assert.equal(bestCandidate({ ...r, candidates: r.candidates.filter((c) => c.nodeId !== 'checked') })?.nodeId, 'static', 'then not blocked');
   });
 });
 

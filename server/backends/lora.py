@@ -55,6 +55,24 @@ class LoraBackend(TransformersBackend):
         return LoadedModel(model, tokenizer, self.model, threading.Lock())
 
 
+def check_weights(folder: Path) -> None:
+    """Raise BackendError naming the first safetensors file in an agent's folder that does not
+    decode (truncated, empty, garbage): the decoder's own error names no file. Reads headers
+    only."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendError(
+                f"agent weights {path} cannot be decoded ({reason}); the file is damaged or "
+                "was cut short: copy the checkpoint again or point collab.model at another one"
+            ) from None
+
+
 def agent_backend(folder: Path, entry: AgentEntry, dtype: str = "bfloat16") -> TransformersBackend:
     """The backend of one agent of the manifest in `folder` (weights load on first use)."""
     path = str(folder / entry.path)

@@ -54,7 +54,7 @@ class Suggestion:
     model_s: float = 0.0
     analyzers_s: float = 0.0
     results: list[AnalyzerResult] = field(default_factory=list)
-    finish: str = "stop"  # stop | early | length | budget | hidden
+    finish: str = "stop"  # stop | early | length | budget | hidden | empty
     source: str = "model"  # model | loop | team
     verdict: str | None = None  # verdict words, when the suggestion was judged
 
@@ -192,7 +192,8 @@ class ModelCompleter:
         if finish == "budget":  # only whole lines of a cut-off answer
             raw = raw[: raw.rfind("\n") + 1]
         text = reply_to_completion(self.style, site, raw, self.prefill)
-        return Suggestion(text, model_s, finish=finish)
+        empty = not raw.strip() and finish != "budget"  # the model itself said nothing
+        return Suggestion(text, model_s, finish="empty" if empty else finish)
 
     async def suggest(self, site: CursorSite, env: EditorEnvironment, *, invoked: bool,
                       deadline: float) -> Suggestion:

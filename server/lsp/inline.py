@@ -46,6 +46,10 @@ class BudgetSpent(BackendError):
     """Nothing usable came from the model within the request's latency budget."""
 
 
+class EmptyCompletion(BackendError):
+    """The model answered with nothing: an empty or whitespace-only reply."""
+
+
 def _budget_message(ls: CollabLanguageServer, budget_ms: float) -> str:
     """Why a request ran out of time: the budget, and the failure being retried, if any."""
     message = (f"the model did not answer within the {budget_ms:g} ms latency budget "
@@ -130,6 +134,9 @@ async def _suggest(
             total_ms = _ms_since(started)
         if suggestion is not None and suggestion.finish == "budget" and not suggestion.text:
             report_failure(ls, BudgetSpent(_budget_message(ls, budget_ms)))
+        elif suggestion is not None and suggestion.finish == "empty":
+            report_failure(ls, EmptyCompletion(
+                f"the model ({ls.engine.label}) returned an empty completion: nothing to show"))
         elif suggestion is not None:
             report_success(ls, total_ms - debounce_s * 1000)
     timing = Timing(total_ms, (suggestion.model_s * 1000) if suggestion else 0.0,

@@ -77,6 +77,21 @@ class CollabProtocol(LanguageServerProtocol):
         if message is not REFUSED:
             super().handle_message(message)
 
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any,
+                         args: Any = None, kwargs: Any = None) -> None:
+        """pygls 2.1 files the future of every notification handler and of every handler that
+        a builtin feature yields to (didOpen, didChange, executeCommand) under a fresh id, and
+        only a request's answer removes its entry: one future per keystroke, kept forever
+        (bench/load_bench.py measured ~7 KB per request). Drop each entry when it is done."""
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            def forget(done: Any) -> None:
+                if self._request_futures.get(msg_id) is done:
+                    del self._request_futures[msg_id]
+
+            future.add_done_callback(forget)
+
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     def lsp_workspace__execute_command(
         self, params: types.ExecuteCommandParams

@@ -4,7 +4,9 @@ configuration errors (logged, and popped up once per session)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -138,4 +140,7 @@ def stats_payload(ls: CollabLanguageServer) -> dict[str, Any]:
         "superseded": s.superseded,
         "errors": s.errors,
         "timings": [t.to_wire() for t in s.timings],
+        # What is alive now (the load test checks that nothing is left behind).
+        "tasks": len(asyncio.all_tasks()),
+        "threads": threading.active_count(),
     }

@@ -35,8 +35,8 @@ from collabcoder.analyzers.protocol.program import (
     extract_imports,
 )
 from collabcoder.server.agents.manifest import AgentsManifest, is_agents_folder
-from collabcoder.server.backends.base import Backend, CompletionRequest
-from collabcoder.server.backends.lora import agent_backend
+from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
+from collabcoder.server.backends.lora import agent_backend, check_weights
 from collabcoder.server.backends.transformers_backend import TransformersBackend
 from collabcoder.server.loop.messages import continuation_from_reply, trim_to_block
 
@@ -137,8 +137,16 @@ class AgentTeam:
         """Load every agent's weights (blocking: call it in a thread)."""
         with self._load_lock:
             if not self.loaded:
-                for backend in self.backends.values():
-                    backend.load()
+                for role, backend in self.backends.items():
+                    check_weights(Path(backend.model))
+                    try:
+                        backend.load()
+                    except BackendError:
+                        raise
+                    except Exception as exc:  # a decoder's error names no file: name the agent
+                        raise BackendError(
+                            f"cannot load agent '{role}' from {backend.model}: {exc}"
+                        ) from exc
                 self.loaded = True
 
     def task_for(self, prefix: str, where: Enclosing) -> FeedbackTask:
