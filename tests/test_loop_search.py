@@ -103,3 +103,17 @@ async def test_ties_go_to_the_likelier_candidate() -> None:
     result = await run(script, DOUBLE, first_n=2, max_iter=0)
     assert all(n.verified for n in result.nodes)
     assert result.completion == "return x * 2"
+
+
+def test_prefilled_requests_stop_where_the_block_ends() -> None:
+    from collabcoder.server.loop.messages import PromptParts, first_messages
+    from collabcoder.server.loop.search import loop_request
+
+    config = LoopConfig(stop=("\nEND",))
+    inside = PromptParts("def f(x: int) -> int:\n    ", prefill=True)
+    request = loop_request(config, inside, first_messages(inside), None, 2, 0.5)
+    assert request.stop[:2] == ("\nEND", "\n```") and "\ndef " in request.stop
+    top = PromptParts("x = 1\n", prefill=True)  # at column 0 a new `def` may be the answer
+    assert loop_request(config, top, first_messages(top), None, 1, 0.0).stop == ("\nEND", "\n```")
+    plain = PromptParts("def f(x: int) -> int:\n    ")  # no prefill: a fenced reply, any stops
+    assert loop_request(config, plain, first_messages(plain), None, 1, 0.0).stop == ("\nEND",)

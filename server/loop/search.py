@@ -230,12 +230,24 @@ def reply_completion(style: PromptStyle, prefix: str, reply: str, prefilled: boo
     return reply if style == "fim" else completion_from_reply(prefix, reply, prefilled)
 
 
+# A prefilled reply continues the code at the cursor. When the cursor is indented, the first
+# line back at column 0 leaves its block, which `trim_to_block` cuts anyway: stop generating
+# there (SmolLM2 otherwise wrote on to the token limit in about half its HumanEval replies).
+# Only for prefilled replies: the backends that continue them (llama.cpp, vLLM) take any number
+# of stop strings, where OpenAI's own API takes four.
+BLOCK_END_STOPS = ("\ndef ", "\nclass ", "\n@", "\nif ", "\nfor ", "\nprint(", "\nassert ",
+                   "\n#", "\nimport ", "\nfrom ")
+
+
 def loop_request(config: LoopConfig, parts: PromptParts, messages: Messages,
                  feedback: str | None, n: int, temperature: float) -> CompletionRequest:
     """The loop's default `request_for`: chat messages, or a FIM prompt with the feedback as
     comments above the cursor."""
-    # A prefilled reply sits inside a code fence: its closing fence ends the code.
-    stop = (*config.stop, "\n```") if parts.prefill and "\n```" not in config.stop else config.stop
+    stop = config.stop
+    if parts.prefill:  # the reply sits inside a code fence: its closing fence ends the code
+        indented = parts.prefix.split("\n")[-1][:1] in (" ", "\t")
+        extra = ("\n```", *(BLOCK_END_STOPS if indented else ()))
+        stop = tuple(dict.fromkeys((*config.stop, *extra)))
     common: dict[str, Any] = {"n": n, "temperature": temperature, "logprobs": True,
                               "max_tokens": config.max_tokens, "stop": stop, "seed": config.seed}
     if config.prompt_style == "fim":
