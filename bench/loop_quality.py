@@ -45,7 +45,7 @@ from collabcoder.server.loop import FeedbackLoop, LoopConfig, LoopResult
 from collabcoder.training.data import Task, load_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_bench import replace_marked  # noqa: E402
+from lsp_bench import replace_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "loop.md"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collabcoder.training.cli import (  # noqa: F401  (importing registers the commands)
+    agentic_cmd,
+    agentic_train_cmd,
     config_cmd,
     evaluate_cmd,
     loop_cmd,
