@@ -67,8 +67,9 @@ def docs_block(report: dict[str, Any]) -> str:
         f"{yes('rss_growth_le_10pct')} |",
         f"| no tasks left (idle, vs after warm-up) | {f['tasks_warm']} -> {f['tasks_end']} | "
         f"{yes('no_tasks_left')} |",
-        f"| no threads left (idle, vs after warm-up) | {f['threads_warm']} -> "
-        f"{f['threads_end']} | {yes('no_threads_left')} |",
+        f"| no threads left (idle, vs after warm-up; outside the bounded worker pools) | "
+        f"{f['other_threads_warm']} -> {f['other_threads_end']} (all threads: "
+        f"{f['threads_warm']} -> {f['threads_end']}) | {yes('no_threads_left')} |",
         f"| p95 round trip, not faulted <= 50 ms | p50 {f['ok_p50_ms']:.1f}, p95 "
         f"{f['ok_p95_ms']:.1f}, max {f['ok_max_ms']:.0f} ms (n={c['ok']}) | "
         f"{yes('ok_p95_le_50ms')} |",

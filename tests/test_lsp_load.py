@@ -22,7 +22,8 @@ async def test_the_server_survives_faults_edits_and_cancellations(tmp_path: Path
     assert figures["alive"], report
     assert figures["rss_growth"] <= 0.10, report["rss_samples_kb"]
     assert figures["tasks_end"] <= figures["tasks_warm"], figures
-    assert figures["threads_end"] <= figures["threads_warm"], figures
+    # threads outside the bounded worker pools (an idle pool worker may start late)
+    assert figures["other_threads_end"] <= figures["other_threads_warm"], figures
     # Every fault kind happened, and every faulted request left a reason in the status.
     assert set(report["faults"]) == set(FAULTS)
     assert all(f["n"] >= 2 for f in report["faults"].values()), report["faults"]

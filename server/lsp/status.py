@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "collab/status"
+POOL_THREAD_PREFIXES = ("asyncio_", "collab-analyzer", "ThreadPoolExecutor-")
 
 
 @dataclass
@@ -143,4 +144,8 @@ def stats_payload(ls: CollabLanguageServer) -> dict[str, Any]:
         # What is alive now (the load test checks that nothing is left behind).
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
+        # Threads outside the bounded worker pools (asyncio's default executor, the analyzers'
+        # pool): an idle pool worker is reused, so only these could be left behind.
+        "otherThreads": sum(1 for t in threading.enumerate()
+                            if not t.name.startswith(POOL_THREAD_PREFIXES)),
     }

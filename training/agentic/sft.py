@@ -196,6 +196,9 @@ def run_sft(
         max_length=cfg.model.max_length,
         report_to="none",  # every sink goes through MetricsLogger, as in the other trainers
         use_cpu=not torch.cuda.is_available(),
+        # TRL defaults to bf16 autocast, which on CPU is slow and imprecise, and which
+        # accelerate keeps in its process-wide state for every trainer that follows.
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         eval_strategy="epoch" if eval_ds is not None else "no",
         disable_tqdm=True,
     )
@@ -238,6 +241,10 @@ def run_sft(
         )
     finally:
         logger.close()
+        # accelerate's state is a process-wide singleton: leave none behind for the next trainer
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     trained_with = {
         "trainer": "agentic_sft",
         "config": "config.yaml",
