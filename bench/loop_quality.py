@@ -145,7 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
     off, on = s["loop off"], s["loop on"]
     lift = f"{s['lift']:.2f}x" if s["lift"] is not None else "n/a (loop off solved none)"
     lines = [
-        f"Run {report['date']}: `{report['model']}` on llama.cpp ({report['threads']} threads), "
+        f"Run {report['date']}: `{report['model']}` on llama.cpp ({report['threads'] or 'all'} threads), "
         f"{s['problems']} HumanEval problems, loop on = at most {cfg['requests']} requests x "
         f"{cfg['candidates']} candidates at temperature {cfg['temperature']}, analyzers "
         f"{', '.join(cfg['analyzers'])}, max {cfg['max_tokens']} tokens per reply; "
@@ -174,8 +174,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(args: argparse.Namespace, records: list[dict[str, Any]], duration: float,
-                 load_start: list[float]) -> dict[str, Any]:
-    report = {
+                 load_start: list[float], recorded: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Write the JSON and the docs table; `recorded` (a `--render`) keeps the run's own
+    settings, date and machine figures instead of this invocation's."""
+    report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model,
         "threads": args.threads, "duration_s": round(duration, 1),
         "config": {"requests": args.requests, "candidates": args.candidates,
@@ -186,9 +189,12 @@ def write_report(args: argparse.Namespace, records: list[dict[str, Any]], durati
                     "load_end": load_average()},
         "summary": summarize(records), "problems": records,
     }
+    if recorded:
+        report.update({k: recorded[k] for k in ("date", "model", "threads", "config", "machine")
+                       if k in recorded})
     atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     if not args.no_docs:
-        replace_marked(DOCS, *MARKS, markdown(report))
+        replace_marked(DOCS, *MARKS, f"{MARKS[0]}\n{markdown(report)}\n{MARKS[1]}")
     return report
 
 
@@ -214,7 +220,7 @@ def main() -> None:
     if args.render:
         old = json.loads(args.out.read_text()) if args.out.is_file() else {}
         write_report(args, records, old.get("duration_s", 0.0),
-                     old.get("machine", {}).get("load_start", load_average()))
+                     old.get("machine", {}).get("load_start", load_average()), old)
         return
     progress.parent.mkdir(parents=True, exist_ok=True)
     if not args.resume:
