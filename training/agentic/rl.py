@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -372,36 +371,22 @@ class AgenticRLTrainer:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def save_checkpoint(self, step: int) -> Path:
-        """A sealed `checkpoints/step-N` (single process writes; see checkpoint.py)."""
-        acc = self.accelerator
-        final = ckpt.checkpoint_dir(self.run_dir, step)
-        stage = ckpt.staging_dir(final)
-        if acc.is_main_process:
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir(parents=True)
-        acc.wait_for_everyone()
-        ckpt.save_torch(ckpt.rng_state(), stage / f"rng_rank{acc.process_index}.pt")
-        acc.wait_for_everyone()
-        if acc.is_main_process:
+        """A sealed `checkpoints/step-N` (checkpoint.save_sealed), with the value head for PPO."""
+
+        def write(stage: Path) -> None:
             self.agents.save(stage)
             state = {
                 "step": step,
                 "optimizers": [self.optimizer.state_dict()],
                 "schedulers": [self.scheduler.state_dict()],
-                "world_size": acc.num_processes,
+                "world_size": self.accelerator.num_processes,
             }
             ckpt.save_torch(state, stage / ckpt.TRAINER_STATE)
             if self.value_head is not None:
-                head = acc.unwrap_model(self.value_head)
+                head = self.accelerator.unwrap_model(self.value_head)
                 ckpt.save_torch(head.state_dict(), stage / VALUE_HEAD)
             manifest(self._trained_with(step)).save(stage)
-            ckpt.seal(stage, step, ROLES)
-            ckpt.publish(stage, final)
-            ckpt.write_json(
-                self.run_dir / ckpt.STATE_FILE,
-                {"step": step, "total_steps": self.rl.max_steps, "finished": False,
-                 "checkpoint": str(final.relative_to(self.run_dir))},
-            )  # fmt: skip
-            ckpt.prune(self.run_dir, self.rl.save_total_limit, upto=step)
-        acc.wait_for_everyone()
-        return final
+
+        return ckpt.save_sealed(self.accelerator, self.run_dir, step, roles=ROLES,
+                                total_steps=self.rl.max_steps, keep=self.rl.save_total_limit,
+                                write=write)

@@ -29,7 +29,7 @@ import random
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,3 +323,30 @@ def read_state(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not path.exists():
         return None, None
     return _read_json_object(path)
+
+
+def save_sealed(acc: Any, run_dir: Path, step: int, *, roles: Sequence[str], total_steps: int,
+                keep: int | None, write: Callable[[Path], None]) -> Path:
+    """The checkpoint protocol every trainer follows: each process writes its RNG state into a
+    staging folder, the main process `write`s the rest (weights, trainer state, manifest), seals
+    it, renames it into place, points state.json at it and prunes old ones. `acc` is the
+    trainer's accelerate `Accelerator`."""
+    final = checkpoint_dir(run_dir, step)
+    stage = staging_dir(final)
+    if acc.is_main_process:
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+    acc.wait_for_everyone()
+    save_torch(rng_state(), stage / f"rng_rank{acc.process_index}.pt")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        write(stage)
+        seal(stage, step, roles)  # CheckpointError: the previous one stays latest
+        publish(stage, final)
+        write_json(run_dir / STATE_FILE, {"step": step, "total_steps": total_steps,
+                                          "finished": False,
+                                          "checkpoint": str(final.relative_to(run_dir))})
+        # After state.json names the new one, so a crash never leaves it pointing at nothing.
+        prune(run_dir, keep, upto=step)
+    acc.wait_for_everyone()
+    return final

@@ -506,43 +506,24 @@ class MAGRPOTrainer:
         )
 
     def save_checkpoint(self, step: int) -> Path:
-        """Every process writes its RNG state, the main process the rest; then one rename."""
-        acc = self.accelerator
-        final = ckpt.checkpoint_dir(self.run_dir, step)
-        stage = ckpt.staging_dir(final)
-        if acc.is_main_process:
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir(parents=True)
-        acc.wait_for_everyone()
-        ckpt.save_torch(ckpt.rng_state(), stage / f"rng_rank{acc.process_index}.pt")
-        acc.wait_for_everyone()
-        if acc.is_main_process:
+        """A sealed `checkpoints/step-N` (checkpoint.save_sealed)."""
+
+        def write(stage: Path) -> None:
             self.agents.save(stage)
             state = {
                 "step": step,
                 "optimizers": [o.state_dict() for o in self.optimizers],
                 "schedulers": [s.state_dict() for s in self.schedulers],
-                "world_size": acc.num_processes,
+                "world_size": self.accelerator.num_processes,
             }
             ckpt.save_torch(state, stage / ckpt.TRAINER_STATE)
             manifest = self._manifest(step, "../../config.yaml")
             if manifest is not None:
                 manifest.save(stage)
-            ckpt.seal(stage, step, self.roles)  # CheckpointError: the previous one stays latest
-            ckpt.publish(stage, final)
-            ckpt.write_json(
-                self.run_dir / ckpt.STATE_FILE,
-                {
-                    "step": step,
-                    "total_steps": self.total_steps,
-                    "finished": False,
-                    "checkpoint": str(final.relative_to(self.run_dir)),
-                },
-            )
-            # After state.json names the new one, so a crash never leaves it pointing at nothing.
-            ckpt.prune(self.run_dir, self.args.save_total_limit, upto=step)
-        acc.wait_for_everyone()
-        return final
+
+        return ckpt.save_sealed(self.accelerator, self.run_dir, step, roles=self.roles,
+                                total_steps=self.total_steps, keep=self.args.save_total_limit,
+                                write=write)
 
     def _finish(self, step: int) -> None:
         """Final agents + manifest at the top of the run folder (or, without
