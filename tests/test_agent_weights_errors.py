@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from fixtures.lsp_helpers import inline, open_doc, recorder, running_server, stats, wait_for
+from fixtures.tiny_agents import make_agents_folder
 
-from collabcoder.server.agents.manifest import AgentEntry, AgentsManifest, TurnProtocol
 from collabcoder.server.backends.base import BackendError
 from collabcoder.server.backends.lora import check_weights
 
@@ -21,26 +21,7 @@ from collabcoder.server.backends.lora import check_weights
 @pytest.fixture(scope="module")
 def agents_template(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """aux: a full copy of the tiny model; main: a LoRA adapter on it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    folder = tmp_path_factory.mktemp("agents")
-    shutil.copytree(tiny_model_dir, folder / "aux")
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False)
-    get_peft_model(base, config).save_pretrained(folder / "main")
-    AgentsManifest(
-        agents=(
-            AgentEntry(role="aux", path="aux", kind="full"),
-            AgentEntry(role="main", path="main", kind="lora", base_model=str(tiny_model_dir)),
-        ),
-        turn_protocol=TurnProtocol(num_turns=1, external_mode="level_feedback"),
-        trained_with={"trainer": "magrpo", "step": 0},
-    ).save(folder)
-    return folder
+    return make_agents_folder(tiny_model_dir, tmp_path_factory.mktemp("agents"), num_turns=1)
 
 
 def damage(folder: Path, how: str) -> Path:

@@ -4,7 +4,6 @@ loaded by the server, and the composition of their replies with the training tur
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from fixtures.lsp_helpers import (
     stats,
     wait_for,
 )
+from fixtures.tiny_agents import make_agents_folder
 
-from collabcoder.server.agents.manifest import AgentEntry, AgentsManifest, TurnProtocol
 from collabcoder.server.backends.base import Candidate, CompletionRequest
 from collabcoder.server.lsp.team import AgentTeam, compose_at_cursor, enclosing_function
 
@@ -27,26 +26,7 @@ from collabcoder.server.lsp.team import AgentTeam, compose_at_cursor, enclosing_
 @pytest.fixture(scope="module")
 def agents_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """aux: a full copy of the tiny model; main: a LoRA adapter on it (random, non-zero)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    folder = tmp_path_factory.mktemp("agents")
-    shutil.copytree(tiny_model_dir, folder / "aux")
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False)
-    get_peft_model(base, config).save_pretrained(folder / "main")
-    AgentsManifest(
-        agents=(
-            AgentEntry(role="aux", path="aux", kind="full"),
-            AgentEntry(role="main", path="main", kind="lora", base_model=str(tiny_model_dir)),
-        ),
-        turn_protocol=TurnProtocol(num_turns=2, external_mode="level_feedback"),
-        trained_with={"trainer": "magrpo", "step": 0},
-    ).save(folder)
-    return folder
+    return make_agents_folder(tiny_model_dir, tmp_path_factory.mktemp("agents"), num_turns=2)
 
 
 class Scripted:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from collabcoder.training.trainers.loss import PackedBatch
+from collabcoder.training.trainers.loss import PackedBatch, completion_logps
 
 
 class ValueHead(torch.nn.Module):
@@ -52,11 +52,7 @@ def logps_and_values(
         logits_to_keep=width + 1,
         output_hidden_states=True,
     )
-    logits = out.logits[:, :-1, :].float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    picked = logits.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
-    logps = picked - torch.logsumexp(logits, dim=-1)
+    logps = completion_logps(out.logits, batch, temperature)
     hidden = out.hidden_states[-1][:, -(width + 1) : -1, :]
     return logps, head(hidden).float()
 

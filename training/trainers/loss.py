@@ -90,14 +90,20 @@ def pack(
 def token_logps(model: Any, batch: PackedBatch, temperature: float = 1.0) -> torch.Tensor:
     """Log-probability of each completion token, (B, C), under `model` sampled at
     `temperature` (the policy being optimized is the sampling distribution)."""
-    width = batch.completion_width
     logits = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
-        logits_to_keep=width + 1,
-    ).logits[:, :-1, :]
-    logits = logits.float()
+        logits_to_keep=batch.completion_width + 1,
+    ).logits
+    return completion_logps(logits, batch, temperature)
+
+
+def completion_logps(logits: torch.Tensor, batch: PackedBatch,
+                     temperature: float = 1.0) -> torch.Tensor:
+    """(B, C) log-probabilities of the completion tokens from the model's last C + 1 logits
+    (`logits_to_keep=C + 1`; the last position predicts nothing)."""
+    logits = logits[:, :-1, :].float()
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     picked = logits.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
