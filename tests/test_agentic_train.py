@@ -282,3 +282,141 @@ def test_evaluate_two_models(tiny_model_dir: Path, tmp_path: Path) -> None:
         assert list(m["solve_rate_at_k"]) == ["1", "2", "3", "4", "5"]
         assert m["episodes"] == 2 and set(m["reward"]) >= {"mean", "tool_bonus", "debug_penalty"}
     assert "solve rate @5" in result.output
+
+
+# ---- why tool calls are invalid -----------------------------------------------------------------
+
+
+class ScriptedPolicy(torch.nn.Module):
+    """A stand-in for a model's sampling only: `generate` answers each episode's turn with the
+    text scripted for its task and turn number, as token ids. Everything around it is real:
+    `run_episodes` batching and turn cutting, the tool, the sandbox, `evaluate_model`."""
+
+    def __init__(self, tokenizer: Any, script: dict[str, list[str]], generation_config: Any):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the device
+        self.tok, self.script, self.generation_config = tokenizer, script, generation_config
+
+    def generate(self, input_ids: torch.Tensor, **_: Any) -> torch.Tensor:
+        turns = []
+        for row in input_ids.tolist():
+            context = self.tok.decode(row, skip_special_tokens=False)
+            entry = next(name for name in self.script if f"`{name}`" in context)
+            turn = context.count("<|im_start|>assistant") - 1
+            turns.append(_tokens(self.tok, self.script[entry][turn]))
+        width = max(len(t) for t in turns)
+        pad = self.tok.pad_token_id  # an EOS id: the turn ends there
+        new = [t + [pad] * (width - len(t)) for t in turns]
+        return torch.cat([input_ids, torch.tensor(new, dtype=input_ids.dtype)], dim=1)
+
+
+def _call_text(arguments: dict[str, Any]) -> str:
+    return render_tool_call("code_interpreter", arguments)
+
+
+def test_evaluate_counts_invalid_calls_by_reason(tiny_model_dir: Path, source_rows: list) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from collabcoder.training.agentic.evaluate import EvalSettings, evaluate_model, table_rows
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tiny = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    a, b, c = source_rows
+    end = "<|im_end|>"
+    script = {
+        a.task.question.split("`")[1]: [
+            '<tool_call>\n{"name": "code_interpreter", "arguments": {"code": "print(1)",}}\n'
+            "</tool_call>",  # a trailing comma: bad JSON
+            _call_text({"cod": a.solution}),
+            _call_text({"code": a.solution, "test_case_index": 99}),
+            _call_text({"code": a.solution, "test_case_index": 0}),  # the one valid call
+            f"Final answer:\n```python\n{a.solution}```{end}",
+        ],
+        b.task.question.split("`")[1]: [
+            _call_text({"code": "console.log(1)", "language": "javascript"}),
+            _call_text({"test_case_index": 0}),
+            # The call's JSON, but no <tool_call> tags: no call at all, and the episode ends.
+            '{"name": "code_interpreter", "arguments": {"code": "print(1)"}}' + end,
+        ],
+        c.task.question.split("`")[1]: [
+            '<tool_call>\n{"name": "code_interpreter", "arguments": {"code": "print(' + end,
+            f"Final answer:\n```python\nprint(0)\n```{end}",
+        ],
+    }
+    policy = ScriptedPolicy(tok, script, tiny.generation_config)
+    tasks = [r.task for r in source_rows]
+    report = evaluate_model(
+        policy, tok, tasks, ToolConfig(), EvalSettings(), CodeAgenticRewardWeights(),
+        default_sandbox(),
+    )  # fmt: skip
+    assert report["tool_calls"] == 7 and report["invalid_calls"] == 6
+    assert report["valid_call_rate"] == pytest.approx(1 / 7)
+    assert report["invalid_call_reasons"] == {
+        "bad_json": 1, "index_out_of_range": 1, "missing_code": 1, "no_call_format": 1,
+        "truncated_call": 1, "unknown_argument": 1, "unsupported_language": 1,
+    }  # fmt: skip
+    per_task = {t["query_id"]: t for t in report["per_task"]}
+    assert per_task[a.task.query_id]["solved"] and per_task[a.task.query_id]["attempts"] == 1
+    assert per_task[b.task.query_id]["invalid_call_reasons"] == {
+        "missing_code": 1, "no_call_format": 1, "unsupported_language": 1,
+    }  # fmt: skip
+    assert per_task[c.task.query_id]["invalid_call_reasons"] == {"truncated_call": 1}
+    # The CLI's table: one row per reason, per model.
+    trained = {**report, "invalid_call_reasons": {}}
+    rows = dict(table_rows({"models": {"base": report, "trained": trained}}))
+    assert rows["invalid calls"] == [6, 6]
+    assert rows["  invalid: bad_json"] == [1, 0]
+    assert rows["  invalid: no_call_format"] == [1, 0]
+
+
+def test_evaluate_cli_reports_invalid_call_reasons(tiny_model_dir: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "eval.json"
+    result = invoke(
+        "agentic", "evaluate", "--model", f"base={tiny_model_dir}", "--tasks",
+        "coophumaneval[:1]", "--max-new-tokens", "12", "--out", str(report_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    base = json.loads(report_path.read_text())["models"]["base"]
+    calls = base["tool_calls"] - (base["valid_call_rate"] or 0) * base["tool_calls"]
+    assert base["invalid_calls"] == round(calls)
+    tool_reasons = {k: v for k, v in base["invalid_call_reasons"].items() if k != "no_call_format"}
+    assert sum(tool_reasons.values()) == base["invalid_calls"]
+    assert "invalid calls" in result.output
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        ("<tool_call>\n</tool_call>", "empty_call"),
+        ('<tool_call>["code_interpreter"]</tool_call>', "not_object"),
+        ('<tool_call>{"arguments": {"code": "1"}}</tool_call>', "missing_name"),
+        ('<tool_call>{"name": "code_interpreter", "code": "1"}</tool_call>', "unknown_key"),
+        ('<tool_call>{"name": "python", "arguments": {"code": "1"}}</tool_call>', "unknown_tool"),
+        ('<tool_call>{"name": "code_interpreter", "arguments": "{x"}</tool_call>', "bad_json"),
+        ('<tool_call>{"name": "code_interpreter", "arguments": [1]}</tool_call>', "not_object"),
+        (_call_text({"code": 1}), "code_not_string"),
+        (_call_text({"code": "  "}), "empty_code"),
+        (_call_text({"code": "1", "language": 3}), "language_not_string"),
+        (_call_text({"code": "1", "test_case_index": "0"}), "index_not_integer"),
+        (_call_text({"code": "1", "test_case_index": -1}), "index_out_of_range"),
+        (_call_text({"code": "1", "timeout": 0}), "bad_timeout"),
+    ],
+)
+def test_every_refused_call_has_a_reason(source_rows: list, call: str, reason: str) -> None:
+    from collabcoder.training.agentic.calls import parse_tool_calls
+    from collabcoder.training.agentic.tool import INVALID_REASONS, CodeExecutionTool
+
+    tool = CodeExecutionTool(ToolConfig(), source_rows[0].task, default_sandbox())
+    (parsed,) = parse_tool_calls(call)
+    response = tool.call_parsed(parsed)
+    assert not response.valid and response.reason == reason and reason in INVALID_REASONS
+    assert tool.invalid_reasons == {reason: 1} and tool.tool_calls == 0
+
+
+def test_a_call_without_arguments_has_a_reason(source_rows: list) -> None:
+    """The verl tool passes the arguments as JSON text: empty text is `no_arguments`."""
+    from collabcoder.training.agentic.tool import CodeExecutionTool
+
+    tool = CodeExecutionTool(ToolConfig(), source_rows[0].task, default_sandbox())
+    assert tool.call(" ").reason == "no_arguments"
+    assert tool.call_named("code_interpreter", None).reason == "no_arguments"

@@ -21,6 +21,11 @@ The final answer (`final_answer`): the last ```python (or untagged) fenced block
 after the last tool call, i.e. code the model writes once it is done calling the tool. A reply
 with no tool call at all has its last fenced block as the answer. Code inside a tool call is
 never the final answer, and a reply that ends with a tool call has none.
+
+Every malformed block carries a `reason` code as well as its message, so that evaluation can
+count why calls fail (`PARSE_REASONS`; the tool adds the argument-level ones). A reply with no
+`<tool_call>` block whose text still looks like a call (`looks_like_call`: JSON with
+`"arguments"`, the tool's name as a call, a misspelled tag) is counted as `no_call_format`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ RESPONSE_CLOSE = "</tool_response>"
 # closing tag (a stop string is not part of the output) or ran out of tokens.
 _CALL = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|\Z)", re.DOTALL)
 
+# Why a `<tool_call>` block is malformed (`ParsedCall.reason`).
+EMPTY_CALL = "empty_call"
+BAD_JSON = "bad_json"
+TRUNCATED_CALL = "truncated_call"  # no closing tag and the JSON stops short: out of tokens
+NOT_OBJECT = "not_object"
+MISSING_NAME = "missing_name"
+UNKNOWN_KEY = "unknown_key"  # keys besides name/arguments, e.g. `code` beside `name`
+PARSE_REASONS = (EMPTY_CALL, BAD_JSON, TRUNCATED_CALL, NOT_OBJECT, MISSING_NAME, UNKNOWN_KEY)
+NO_CALL_FORMAT = "no_call_format"  # call-like text outside any `<tool_call>` block
+
 
 @dataclass(frozen=True)
 class ParsedCall:
@@ -53,6 +68,7 @@ class ParsedCall:
     error: str | None = None  # why the call is malformed; None for a well-formed call
     start: int = 0  # character span of the whole block in the parsed text
     end: int = 0
+    reason: str | None = None  # `error` as a code (PARSE_REASONS)
 
     @property
     def ok(self) -> bool:
@@ -75,39 +91,57 @@ def parse_tool_calls(text: str) -> list[ParsedCall]:
     calls = []
     for m in _CALL.finditer(text):
         raw = m.group(1)
-        calls.append(_decode(raw.strip(), m.start(), m.end()))
+        closed = m.group(0).endswith(CALL_CLOSE)
+        calls.append(_decode(raw.strip(), m.start(), m.end(), closed))
     return calls
 
 
-def _decode(raw: str, start: int, end: int) -> ParsedCall:
-    def bad(error: str, name: str | None = None) -> ParsedCall:
-        return ParsedCall(name, None, raw, error, start, end)
+def _decode(raw: str, start: int, end: int, closed: bool = True) -> ParsedCall:
+    def bad(error: str, reason: str, name: str | None = None) -> ParsedCall:
+        return ParsedCall(name, None, raw, error, start, end, reason)
 
     if not raw:
-        return bad("the tool call is empty")
+        return bad("the tool call is empty", EMPTY_CALL)
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
-        return bad(f"the tool call is not valid JSON ({exc})")
+        # Unclosed, and the JSON breaks off at its end (or inside a string): cut short.
+        cut = not closed and (exc.pos >= len(raw) or exc.msg.startswith("Unterminated string"))
+        return bad(f"the tool call is not valid JSON ({exc})", TRUNCATED_CALL if cut else BAD_JSON)
     if not isinstance(obj, dict):
-        return bad(f"the tool call must be a JSON object, got {type(obj).__name__}")
+        return bad(f"the tool call must be a JSON object, got {type(obj).__name__}", NOT_OBJECT)
     name = obj.get("name")
     if not isinstance(name, str) or not name:
-        return bad("the tool call has no tool `name`")
+        return bad("the tool call has no tool `name`", MISSING_NAME)
     extra = sorted(set(obj) - {"name", "arguments"})
     if extra:
-        return bad(f"the tool call has unknown key(s) {', '.join(extra)}", name)
+        return bad(f"the tool call has unknown key(s) {', '.join(extra)}", UNKNOWN_KEY, name)
     arguments = obj.get("arguments", {})
     if isinstance(arguments, str):  # OpenAI's wire form: arguments as a JSON string
         try:
             arguments = json.loads(arguments)
         except json.JSONDecodeError as exc:
-            return bad(f"the tool call's arguments are not valid JSON ({exc})", name)
+            return bad(f"the tool call's arguments are not valid JSON ({exc})", BAD_JSON, name)
     if not isinstance(arguments, dict):
         return bad(
-            f"the tool call's arguments must be an object, got {type(arguments).__name__}", name
+            f"the tool call's arguments must be an object, got {type(arguments).__name__}",
+            NOT_OBJECT,
+            name,
         )
     return ParsedCall(name, arguments, raw, None, start, end)
+
+
+# A tag spelled otherwise (`<tool-call>`, `<|tool_call|>`, a lone closing tag), JSON with an
+# `"arguments"` key, or the tool's name used as a function or a `"name"` value.
+_CALL_LIKE = r"<\|?/?\s*tool[_\- ]?call|\"arguments\"\s*:|\b{name}\s*\(|\"name\"\s*:\s*\"{name}\""
+
+
+def looks_like_call(text: str, tool_name: str) -> bool:
+    """True for text without a `<tool_call>` block that still looks like an attempt at one."""
+    if _CALL.search(text):
+        return False
+    pattern = _CALL_LIKE.format(name=re.escape(tool_name))
+    return re.search(pattern, text, re.IGNORECASE) is not None
 
 
 def final_answer(text: str) -> str | None:

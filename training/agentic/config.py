@@ -28,12 +28,12 @@ from collabcoder.analyzers.protocol.rewards import CodeAgenticRewardWeights
 from collabcoder.training.agentic.tool import ToolConfig, load_tool_config
 from collabcoder.training.config.load import (
     ConfigError,
-    _dotted,
-    _plain,
-    _read_file,
-    _short,
-    _Sources,
+    KeySources,
+    dotted_key,
     parse_value,
+    plain_data,
+    read_config_file,
+    short_repr,
 )
 from collabcoder.training.config.schema import (
     LoggingConfig,
@@ -219,8 +219,8 @@ def load_agentic_config(
 ) -> C:
     """The validated config: YAML at `path` (None: defaults), then `overrides` (KEY.PATH=VALUE,
     OmegaConf dotlist values). Raises ConfigError naming the key and where it was set."""
-    sources = _Sources()
-    data = _read_file(Path(path), sources) if path is not None else {}
+    sources = KeySources()
+    data = read_config_file(Path(path), sources) if path is not None else {}
     origin = str(path) if path is not None else "the defaults"
     cfg = OmegaConf.create(dict(data))
     for text in overrides:
@@ -235,7 +235,7 @@ def load_agentic_config(
         if text_key and raw.strip() not in ("null", "~") and raw.strip()[:1] not in "'\"":
             value = raw.strip()  # paths and names stay text as typed (`model.name=1.5`)
         try:
-            OmegaConf.update(cfg, key, _plain(value), merge=True)
+            OmegaConf.update(cfg, key, plain_data(value), merge=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"cannot apply --override {text}: {exc}") from None
         sources.set(key, f"--override {text}", value)
@@ -247,14 +247,14 @@ def load_agentic_config(
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = _dotted(err["loc"])
+            key = dotted_key(err["loc"])
             where = sources.find(key) or origin
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}' in {where}")
             else:
                 msg = err["msg"].removeprefix("Value error, ")
                 problems.append(
-                    f"invalid value for '{key}' in {where}: {msg} (got {_short(err['input'])})"
+                    f"invalid value for '{key}' in {where}: {msg} (got {short_repr(err['input'])})"
                 )
         if len(problems) == 1:
             raise ConfigError(problems[0]) from None

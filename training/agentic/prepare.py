@@ -18,7 +18,6 @@ Output, one row per conversation (JSONL, or parquet with `messages`, `tools` and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import Counter
@@ -37,7 +36,7 @@ from collabcoder.training.agentic.conversations import (
     pick_case,
 )
 from collabcoder.training.agentic.convert import load_converted
-from collabcoder.training.agentic.teacher import teacher_solve
+from collabcoder.training.agentic.teacher import teacher_solutions
 from collabcoder.training.agentic.tool import ToolConfig
 from collabcoder.training.data.code_agentic import (
     CodeAgenticFormatError,
@@ -131,43 +130,59 @@ def _check_references(rows: Sequence[SourceRow], sandbox: Sandbox) -> list[bool]
     return [next(verdicts).all_passed if r.solution else False for r in rows]
 
 
+def _solutions(
+    rows: Sequence[SourceRow], options: PrepareOptions, sandbox: Sandbox
+) -> list[tuple[str | None, str, str | None]]:
+    """(solution, solution source, skip reason) per row: the reference when it passes its own
+    tests, else the teacher's (every row asked in one go), else a reason to skip the row."""
+    reference_ok = _check_references(rows, sandbox)
+    out: list[tuple[str | None, str, str | None]] = []
+    ask: list[int] = []  # rows for the teacher
+    for index, (src, ok) in enumerate(zip(rows, reference_ok, strict=True)):
+        if ok:
+            out.append((src.solution, "reference", None))
+        elif src.solution:
+            out.append((None, "", "the reference solution fails its own tests"))
+        elif options.teacher is None:
+            out.append((None, "", "no solution (give a teacher model)"))
+        else:
+            out.append((None, "", None))
+            ask.append(index)
+    if options.teacher is None or not ask:
+        return out
+    teacher = options.teacher
+    results = teacher_solutions(
+        teacher,
+        [(f"{rows[i].source_file}, {rows[i].source_row}", rows[i].task) for i in ask],
+        sandbox,
+        samples=options.teacher_samples,
+        max_tokens=options.teacher_max_tokens,
+        seed=options.seed,
+    )
+    source = f"teacher:{teacher.name}/{teacher.model}"
+    for index, result in zip(ask, results, strict=True):
+        out[index] = (
+            (result.solution, source, None)
+            if result.solution is not None
+            else (None, "", result.skip_reason())
+        )
+    return out
+
+
 def prepare(
     rows: Sequence[SourceRow], options: PrepareOptions, sandbox: Sandbox
 ) -> tuple[list[dict[str, Any]], PrepareReport]:
-    """Conversations for `rows` (deterministic for a seed), and what was made or skipped."""
+    """Conversations for `rows` (deterministic for a seed), and what was made or skipped.
+    Raises TeacherError when the teacher cannot be reached at all."""
     report = PrepareReport(rows_in=len(rows))
     out: list[dict[str, Any]] = []
-    reference_ok = _check_references(rows, sandbox)
-    teacher_name = (
-        f"teacher:{options.teacher.name}/{options.teacher.model}" if options.teacher else None
-    )
-    for index, (src, ok) in enumerate(zip(rows, reference_ok, strict=True)):
+    solutions = _solutions(rows, options, sandbox)
+    for index, (src, (solution, source, why)) in enumerate(zip(rows, solutions, strict=True)):
         where = f"{src.source_file}, {src.source_row}"
-        rng = random.Random(f"{options.seed}:{src.task.query_id}:{index}")
-        solution, source = (src.solution, "reference") if ok else (None, "")
-        if src.solution and not ok:
-            report.skipped.append(f"{where}: the reference solution fails its own tests")
-            continue
-        if solution is None and options.teacher is not None:
-            result = asyncio.run(
-                teacher_solve(
-                    options.teacher,
-                    src.task,
-                    sandbox,
-                    samples=options.teacher_samples,
-                    max_tokens=options.teacher_max_tokens,
-                    seed=options.seed,
-                )
-            )
-            solution, source = result.solution, teacher_name or "teacher"
-            if solution is None:
-                report.skipped.append(
-                    f"{where}: no teacher solution passed ({result.samples} sampled)"
-                )
-                continue
         if solution is None:
-            report.skipped.append(f"{where}: no solution (give a teacher model)")
+            report.skipped.append(f"{where}: {why}")
             continue
+        rng = random.Random(f"{options.seed}:{src.task.query_id}:{index}")
         for k in range(options.conversations_per_row):
             # Kinds rotate over rows and conversations, so every kind gets its share.
             shift = (index * options.conversations_per_row + k) % len(options.bug_kinds)

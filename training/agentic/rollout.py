@@ -85,6 +85,7 @@ class EpisodeResult:
     parsed_calls: int
     valid_calls: int
     truncated: bool
+    invalid_reasons: dict[str, int] = field(default_factory=dict)  # the tool's, by reason code
 
     @property
     def solved(self) -> bool:
@@ -223,6 +224,7 @@ def finish_episode(ep: Episode, weights: CodeAgenticRewardWeights) -> EpisodeRes
         ep.parsed_calls,
         ep.valid_calls,
         ep.truncated,
+        dict(ep.tool.invalid_reasons),
     )
 
 

@@ -8,13 +8,15 @@ feedback uses too.
 
 A call never raises: a malformed call (bad JSON, an unknown or ill-typed argument, no code, an
 index out of range, a wrong tool name) and a language other than Python get a response with
-`valid=False` whose text says what is wrong, and they are counted in `invalid_calls`.
+`valid=False` whose text says what is wrong, and they are counted in `invalid_calls` and, by
+reason code (`ToolResponse.reason`, one of `INVALID_REASONS`), in `invalid_reasons`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from collabcoder.analyzers import debug_hints
 from collabcoder.analyzers.sandbox import Sandbox, SandboxLimits, default_sandbox
 from collabcoder.analyzers.testcases import IOCase, IOSuite
 from collabcoder.analyzers.verdict import TestResult, Verdict
-from collabcoder.training.agentic.calls import ParsedCall
+from collabcoder.training.agentic.calls import BAD_JSON, NOT_OBJECT, PARSE_REASONS, ParsedCall
 from collabcoder.training.data.tasks import CodeAgenticTask
 
 TOOL_NAME = "code_interpreter"
@@ -40,6 +42,32 @@ UNSUPPORTED_LANGUAGE = "unsupported_language"
 UNKNOWN_TOOL = "unknown_tool"
 ATTEMPT_LIMIT = "attempt_limit"
 INVALID_CATEGORIES = (MALFORMED_CALL, UNSUPPORTED_LANGUAGE, UNKNOWN_TOOL)
+
+# Why a call was refused (`ToolResponse.reason`): the parse-level codes of `calls.py`, then the
+# tool's own checks, in the order it makes them.
+NO_ARGUMENTS = "no_arguments"
+UNKNOWN_ARGUMENT = "unknown_argument"
+MISSING_CODE = "missing_code"
+CODE_NOT_STRING = "code_not_string"
+EMPTY_CODE = "empty_code"
+LANGUAGE_NOT_STRING = "language_not_string"
+INDEX_NOT_INTEGER = "index_not_integer"
+INDEX_OUT_OF_RANGE = "index_out_of_range"
+BAD_TIMEOUT = "bad_timeout"
+INVALID_REASONS = (
+    *PARSE_REASONS,
+    UNKNOWN_TOOL,
+    NO_ARGUMENTS,
+    UNKNOWN_ARGUMENT,
+    MISSING_CODE,
+    CODE_NOT_STRING,
+    EMPTY_CODE,
+    LANGUAGE_NOT_STRING,
+    UNSUPPORTED_LANGUAGE,
+    INDEX_NOT_INTEGER,
+    INDEX_OUT_OF_RANGE,
+    BAD_TIMEOUT,
+)
 
 _TEXT_LIMIT = 1500  # characters of input/expected/actual/stderr shown in a response
 
@@ -169,6 +197,7 @@ class ToolResponse:
     case_index: int | None  # None: a bad call, or every case ran
     duration_s: float
     verdict: Verdict | None = None  # the sandbox's, when code ran
+    reason: str | None = None  # why an invalid call was refused (INVALID_REASONS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,6 +205,7 @@ class ToolResponse:
             "valid": self.valid,
             "passed": self.passed,
             "error_category": self.error_category,
+            "reason": self.reason,
             "case_index": self.case_index,
             "duration_s": self.duration_s,
         }
@@ -201,8 +231,8 @@ class CodeExecutionTool:
     """Runs model-written code against one task's stdin/stdout cases.
 
     Counters: `tool_calls` = well-formed calls that ran code (what `code_agentic_reward` counts
-    as tool use and attempts), `invalid_calls` = malformed or unsupported calls,
-    `total_calls` = every call. After `max_debug_attempts` executions a further call runs
+    as tool use and attempts), `invalid_calls` = malformed or unsupported calls (and
+    `invalid_reasons`, the same by reason code), `total_calls` = every call. After `max_debug_attempts` executions a further call runs
     nothing and answers with category `attempt_limit`.
     """
 
@@ -214,6 +244,7 @@ class CodeExecutionTool:
         self._sandbox = sandbox
         self.tool_calls = 0
         self.invalid_calls = 0
+        self.invalid_reasons: Counter[str] = Counter()
         self.limit_calls = 0
 
     @property
@@ -238,15 +269,14 @@ class CodeExecutionTool:
 
     def call_parsed(self, parsed: ParsedCall) -> ToolResponse:
         """A call parsed from model output (`calls.parse_tool_calls`), malformed ones included."""
-        if parsed.error is not None and parsed.name is None:
-            return self._invalid(
-                MALFORMED_CALL, f"Malformed call: {parsed.error}.", time.perf_counter()
-            )
         if parsed.name is not None and parsed.name != self.config.name:
             return self.call_named(parsed.name, None)
         if parsed.error is not None:
             return self._invalid(
-                MALFORMED_CALL, f"Malformed call: {parsed.error}.", time.perf_counter()
+                MALFORMED_CALL,
+                parsed.reason or BAD_JSON,
+                f"Malformed call: {parsed.error}.",
+                time.perf_counter(),
             )
         return self.call(parsed.arguments or {})
 
@@ -254,6 +284,7 @@ class CodeExecutionTool:
         """A call as parsed from model output: checks the tool name first."""
         if name != self.config.name:
             return self._invalid(
+                UNKNOWN_TOOL,
                 UNKNOWN_TOOL,
                 f"Unknown tool {name!r}. The only tool is {self.config.name!r}.",
                 time.perf_counter(),
@@ -265,8 +296,8 @@ class CodeExecutionTool:
         start = time.perf_counter()
         args, problem = self._check_arguments(arguments)
         if problem is not None:
-            category, message = problem
-            return self._invalid(category, message, start)
+            category, reason, message = problem
+            return self._invalid(category, reason, message, start)
         assert args is not None
         if self.attempts_left == 0:
             self.limit_calls += 1
@@ -294,44 +325,57 @@ class CodeExecutionTool:
 
     def _check_arguments(
         self, arguments: str | Mapping[str, object]
-    ) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
-        def bad(message: str, category: str = MALFORMED_CALL) -> tuple[None, tuple[str, str]]:
-            return None, (category, message)
+    ) -> tuple[dict[str, Any] | None, tuple[str, str, str] | None]:
+        """(arguments, None), or (None, (category, reason, message)) for a refused call."""
+
+        def bad(
+            reason: str, message: str, category: str = MALFORMED_CALL
+        ) -> tuple[None, tuple[str, str, str]]:
+            return None, (category, reason, message)
 
         if isinstance(arguments, str):
             if not arguments.strip():
-                return bad("Malformed call: no arguments; pass a JSON object with `code`.")
+                return bad(
+                    NO_ARGUMENTS, "Malformed call: no arguments; pass a JSON object with `code`."
+                )
             try:
                 decoded = json.loads(arguments)
             except json.JSONDecodeError as exc:
-                return bad(f"Malformed call: the arguments are not valid JSON ({exc}).")
+                return bad(BAD_JSON, f"Malformed call: the arguments are not valid JSON ({exc}).")
         else:
             decoded = arguments
         if not isinstance(decoded, Mapping):
             return bad(
-                f"Malformed call: the arguments must be a JSON object, got {type(decoded).__name__}."
+                NOT_OBJECT,
+                f"Malformed call: the arguments must be a JSON object, got {type(decoded).__name__}.",
             )
         known = set(self.config.properties)
         unknown = sorted(str(k) for k in decoded if k not in known)
         if unknown:
             return bad(
+                UNKNOWN_ARGUMENT,
                 f"Malformed call: unknown argument(s) {', '.join(map(repr, unknown))}; "
-                f"the arguments are {', '.join(sorted(known))}."
+                f"the arguments are {', '.join(sorted(known))}.",
             )
         code = decoded.get("code")
         if code is None:
-            return bad("Malformed call: the required argument `code` is missing.")
+            return bad(MISSING_CODE, "Malformed call: the required argument `code` is missing.")
         if not isinstance(code, str):
-            return bad(f"Malformed call: `code` must be a string, got {type(code).__name__}.")
+            return bad(
+                CODE_NOT_STRING,
+                f"Malformed call: `code` must be a string, got {type(code).__name__}.",
+            )
         if not code.strip():
-            return bad("Malformed call: `code` is empty.")
+            return bad(EMPTY_CODE, "Malformed call: `code` is empty.")
         language = decoded.get("language", "python")
         if not isinstance(language, str):
             return bad(
-                f"Malformed call: `language` must be a string, got {type(language).__name__}."
+                LANGUAGE_NOT_STRING,
+                f"Malformed call: `language` must be a string, got {type(language).__name__}.",
             )
         if language.strip().lower() not in LANGUAGES:
             return bad(
+                UNSUPPORTED_LANGUAGE,
                 f"Unsupported language {language!r}: only Python code can be executed.",
                 UNSUPPORTED_LANGUAGE,
             )
@@ -343,25 +387,31 @@ class CodeExecutionTool:
                     index = int(index)
                 else:
                     return bad(
+                        INDEX_NOT_INTEGER,
                         "Malformed call: `test_case_index` must be an integer, got "
-                        f"{json.dumps(index) if _jsonable(index) else type(index).__name__}."
+                        f"{json.dumps(index) if _jsonable(index) else type(index).__name__}.",
                     )
             if not 0 <= index < n:
                 return bad(
+                    INDEX_OUT_OF_RANGE,
                     f"Malformed call: test_case_index {index} is out of range; this problem has "
-                    f"{n} test case(s), indexes 0 to {n - 1}."
+                    f"{n} test case(s), indexes 0 to {n - 1}.",
                 )
         default = self.config.config.default_timeout
         timeout = decoded.get("timeout", default)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            return bad(f"Malformed call: `timeout` must be a positive number, got {timeout!r}.")
+            return bad(
+                BAD_TIMEOUT,
+                f"Malformed call: `timeout` must be a positive number, got {timeout!r}.",
+            )
         # A call may shorten the limit, never raise it past the configured one.
         args = {"code": code, "test_case_index": index, "timeout": min(float(timeout), default)}
         return args, None
 
-    def _invalid(self, category: str, message: str, start: float) -> ToolResponse:
+    def _invalid(self, category: str, reason: str, message: str, start: float) -> ToolResponse:
         self.invalid_calls += 1
-        return ToolResponse(message, False, None, category, None, _since(start))
+        self.invalid_reasons[reason] += 1
+        return ToolResponse(message, False, None, category, None, _since(start), reason=reason)
 
     # --- the response --------------------------------------------------------------------------
 

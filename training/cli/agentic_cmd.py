@@ -121,6 +121,7 @@ def prepare(
     from collabcoder.training.agentic.bugs import BUG_KINDS
     from collabcoder.training.agentic.prepare import PrepareOptions, write_rows
     from collabcoder.training.agentic.prepare import prepare as run_prepare
+    from collabcoder.training.agentic.teacher import TeacherError
 
     kinds = tuple(k.strip() for k in bug_kinds.split(",")) if bug_kinds else BUG_KINDS
     unknown = [k for k in kinds if k not in BUG_KINDS]
@@ -150,7 +151,10 @@ def prepare(
             raise _fail(f"--teacher-backend: {exc}") from exc
     rows = _sources(inputs)[:limit]
     with Sandbox() as sandbox:
-        made, rep = run_prepare(rows, options, sandbox)
+        try:
+            made, rep = run_prepare(rows, options, sandbox)
+        except TeacherError as exc:
+            raise _fail(str(exc)) from exc
     write_rows(out, made)
     if report is not None:
         from collabcoder.analyzers.files import atomic_write

@@ -163,7 +163,7 @@ def evaluate(
     """
     from collabcoder.analyzers.files import atomic_write
     from collabcoder.training.agentic.config import ToolSection
-    from collabcoder.training.agentic.evaluate import EvalSettings, compare_models
+    from collabcoder.training.agentic.evaluate import EvalSettings, compare_models, table_rows
     from collabcoder.training.agentic.rollout import RolloutSettings
     from collabcoder.training.agentic.sources import load_tasks
     from collabcoder.training.agentic.tool import ToolConfigError
@@ -202,15 +202,7 @@ def evaluate(
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    rows: list[tuple[str, list[Any]]] = []
-    ms = [report["models"][label] for label in models]
-    for k in ms[0]["solve_rate_at_k"]:
-        rows.append((f"solve rate @{k}", [m["solve_rate_at_k"][k] for m in ms]))
-    for key in ("mean_attempts_solved", "valid_call_rate", "tool_calls", "episodes_with_calls"):
-        rows.append((key.replace("_", " "), [m[key] for m in ms]))
-    for key in ms[0]["reward"]:
-        rows.append((f"reward {key}", [m["reward"][key] for m in ms]))
-    for name, values in rows:
+    for name, values in table_rows(report):
         table.add_row(name, *(fmt(v) for v in values))
     Console().print(table)
     if out is not None:

@@ -65,7 +65,7 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
-class _Sources:
+class KeySources:
     """Dotted key path -> where its current value was set (latest setter last)."""
 
     def __init__(self) -> None:
@@ -93,12 +93,12 @@ class _Sources:
         return children[-1] if children else None
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """Data OmegaConf accepts: string keys, dates and paths as text, sets and tuples as lists."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value) if isinstance(value, PurePath) else value
@@ -117,7 +117,9 @@ def _key_lines(node: yaml.Node | None, prefix: str = "") -> Iterator[tuple[str, 
                 yield from _key_lines(value_node, path + ".")
 
 
-def _read_file(path: Path, sources: _Sources) -> dict[str, Any]:
+def read_config_file(path: Path, sources: KeySources) -> dict[str, Any]:
+    """A YAML config file's mapping; records each key's line in `sources`. ConfigError names
+    the file (and line) of a missing file, bad YAML or a duplicate key."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -147,7 +149,7 @@ def _read_file(path: Path, sources: _Sources) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: a config must be a mapping of sections, got {type(data).__name__}"
         )
-    return dict(_plain(data))
+    return dict(plain_data(data))
 
 
 def parse_value(raw: str) -> Any:
@@ -202,8 +204,8 @@ def load_config(
     `turn_gradient_weights`, `output_base_dir`); None values are ignored. `path` None starts
     from the schema defaults. Raises ConfigError.
     """
-    sources = _Sources()
-    data = _read_file(Path(path), sources) if path is not None else {}
+    sources = KeySources()
+    data = read_config_file(Path(path), sources) if path is not None else {}
     origin = str(path) if path is not None else "the defaults"
     return _build(data, overrides, flags or {}, sources, origin)
 
@@ -214,17 +216,17 @@ def config_from_dict(
     flags: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
     """Like `load_config` for an in-memory mapping (tests, programmatic runs)."""
-    sources = _Sources()
+    sources = KeySources()
     for key, value in data.items():
         sources.set(str(key), "the given mapping", value)
-    return _build(_plain(data), overrides, flags or {}, sources, "the given mapping")
+    return _build(plain_data(data), overrides, flags or {}, sources, "the given mapping")
 
 
 def _build(
     data: Mapping[str, Any],
     overrides: Sequence[str],
     flags: Mapping[str, Any],
-    sources: _Sources,
+    sources: KeySources,
     origin: str,
 ) -> TrainConfig:
     try:
@@ -234,7 +236,7 @@ def _build(
 
     def apply(path: str, value: Any, where: str) -> None:
         try:
-            OmegaConf.update(cfg, path, _plain(value), merge=True)
+            OmegaConf.update(cfg, path, plain_data(value), merge=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"cannot apply {where}: {exc}") from None
         sources.set(path, where, value)
@@ -319,7 +321,7 @@ def suggest(path: str) -> str:
     return f"; valid keys {where}: {', '.join(siblings)}" if siblings else ""
 
 
-def _dotted(loc: Sequence[int | str]) -> str:
+def dotted_key(loc: Sequence[int | str]) -> str:
     """('magrpo', 'turn_gradient_weights', 1) -> 'magrpo.turn_gradient_weights[1]'; the union
     member tags pydantic adds (`list[str]`, `literal[...]`) are dropped."""
     out = ""
@@ -331,7 +333,8 @@ def _dotted(loc: Sequence[int | str]) -> str:
     return out
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """`repr(value)` cut to 60 characters, for error messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -345,11 +348,11 @@ def _qualify(message: str, prefix: str, fields: set[str]) -> str:
     )
 
 
-def _explain(exc: ValidationError, sources: _Sources, origin: str) -> str:
+def _explain(exc: ValidationError, sources: KeySources, origin: str) -> str:
     messages: list[str] = []
     value_errors: dict[str, int] = {}  # key -> index in messages
     for err in exc.errors():
-        path = _dotted(err["loc"])
+        path = dotted_key(err["loc"])
         where = sources.find(path) or origin
         if err["type"] == "extra_forbidden":
             text = f"unknown key '{path}' in {where}{suggest(path)}"
@@ -367,7 +370,7 @@ def _explain(exc: ValidationError, sources: _Sources, origin: str) -> str:
                 messages[value_errors[path]] += f"; or {msg[:1].lower()}{msg[1:]}"
                 continue
             value_errors[path] = len(messages)
-            text = f"invalid value for '{path}' in {where}: {msg} (got {_short(err['input'])})"
+            text = f"invalid value for '{path}' in {where}: {msg} (got {short_repr(err['input'])})"
         messages.append(text)
     if len(messages) == 1:
         return messages[0]
