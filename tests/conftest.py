@@ -42,20 +42,31 @@ class OpenAIServerProcess:
             data: dict[str, Any] = json.load(reply)
             return data
 
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the server and wait for it to exit (killed after 10 s); its exit status."""
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
 
-@pytest.fixture(scope="session")
-def openai_server(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OpenAIServerProcess]:
-    """`python -m collabcoder.server.openai_server` on 127.0.0.1 (a free port) serving the tiny
-    model, with an API key; torn down at the end of the session."""
+
+def start_openai_server(
+    model: Path | str,
+    log_dir: Path,
+    names: tuple[str, ...] = ("tiny", "tiny-qwen2.5-coder"),
+    extra: tuple[str, ...] = ("--dtype", "float32"),
+) -> OpenAIServerProcess:
+    """`python -m collabcoder.server.openai_server` on 127.0.0.1 (a free port) serving `model`
+    (the tiny one by default) with an API key as `names`; returns once it prints its URL, which
+    it does once it listens."""
     api_key = "test-key-5f2c"
-    log_path = tmp_path_factory.mktemp("openai-server") / "server.log"
+    log_path = log_dir / "server.log"
     cmd = [
-        sys.executable, "-m", "collabcoder.server.openai_server",
-        "--model", str(tiny_model_dir), "--served-model-name", "tiny",
-        "--served-model-name", "tiny-qwen2.5-coder", "--host", "127.0.0.1", "--port", "0",
-        "--dtype", "float32",
+        sys.executable, "-m", "collabcoder.server.openai_server", "--model", str(model),
+        *(arg for name in names for arg in ("--served-model-name", name)),
+        "--host", "127.0.0.1", "--port", "0", *extra,
     ]  # fmt: skip
     env = {**os.environ, "COLLABCODER_API_KEY": api_key, "TOKENIZERS_PARALLELISM": "false"}
     with open(log_path, "w") as log:
@@ -79,10 +90,15 @@ def openai_server(
         raise RuntimeError(
             f"openai_server did not start:\n{log_path.read_text()[-3000:]}"
         ) from None
-    yield OpenAIServerProcess(match.group(1), api_key, "tiny", proc, log_path)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return OpenAIServerProcess(match.group(1), api_key, names[0], proc, log_path)
+
+
+@pytest.fixture(scope="session")
+def openai_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpenAIServerProcess]:
+    """The tiny model behind our OpenAI-compatible server (`start_openai_server`), shared by
+    the session and torn down (SIGTERM) at its end."""
+    server = start_openai_server(tiny_model_dir, tmp_path_factory.mktemp("openai-server"))
+    yield server
+    server.stop()
