@@ -38,6 +38,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
+
+if TYPE_CHECKING:
+    from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend
+    from collabcoder.server.backends.transformers_backend import TransformersBackend
 from collabcoder.server.openai_api import (
     DONE_EVENT,
     ApiError,
@@ -363,10 +367,11 @@ async def serve(
     await AnnouncingServer(config).serve()
 
 
-def in_process_backend(model: str, kind: str, dtype: str) -> Backend:
+def in_process_backend(model: str, kind: str, dtype: str) -> LlamaCppBackend | TransformersBackend:
     """The engine that serves `model`: llama.cpp for a GGUF (a known short name, a .gguf
     file, a folder with one), transformers for anything else unless `kind` says which."""
     from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend, gguf_file
+    from collabcoder.server.backends.transformers_backend import TransformersBackend
 
     if kind == "auto":
         try:
@@ -376,8 +381,6 @@ def in_process_backend(model: str, kind: str, dtype: str) -> Backend:
             kind = "transformers"
     if kind == "llamacpp":
         return LlamaCppBackend(model)
-    from collabcoder.server.backends.transformers_backend import TransformersBackend
-
     return TransformersBackend(model, dtype=dtype)
 
 
@@ -411,8 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="in-process engine; auto: llamacpp for GGUF models (the embedded default), "
         "transformers for safetensors checkpoints",
     )
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                        help="transformers only")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float16", "float32"],
+        help="transformers only",
+    )
     parser.add_argument(
         "--max-tokens-default", type=int, default=256, help="max_tokens when a request gives none"
     )
