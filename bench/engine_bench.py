@@ -139,6 +139,45 @@ def one_line_sites(text: str, count: int) -> list[tuple[str, int, int]]:
     return out[::step][:count]
 
 
+def typing_plan(text: str, lines: int, chunk: int) -> tuple[str, list[tuple[int, int, str]]]:
+    """A document with `lines` one-line `return` statements emptied down to their indentation,
+    and the typing that writes them back: (line, column, text) pieces of `chunk` characters,
+    line after line, each followed by an automatic request."""
+    doc = text.split("\n")
+    picked = [i for i, ln in enumerate(doc) if ln.strip().startswith("return ")
+              and len(ln.strip()) > 12 and ln.rstrip().endswith((")", "]", "0", "e", "s"))]
+    picked = picked[:: max(1, len(picked) // lines)][:lines]
+    plan: list[tuple[int, int, str]] = []
+    for i in picked:
+        indent = len(doc[i]) - len(doc[i].lstrip())
+        body = doc[i][indent:]
+        doc[i] = doc[i][:indent]
+        plan += [(i, indent + at, body[at : at + chunk]) for at in range(0, len(body), chunk)]
+    return "\n".join(doc), plan
+
+
+async def typing_run(session: Session, uri: str, text: str, lines: int,
+                     chunk: int) -> dict[str, Any]:
+    """Typing in one open document: every request after the first in it finds the document's
+    earlier prompt in the backend's KV cache (llama.cpp reuses it; transformers has none)."""
+    doc, plan = typing_plan(text, lines, chunk)
+    session.open(uri, doc)
+    rtts: list[float] = []
+    evaluated: list[int] = []
+    before = (await session.stats()).get("backend", {})
+    for n, (line, col, piece) in enumerate(plan):
+        session.type_at(uri, line, col, piece)
+        rtt, _ = await session.inline(uri, line, col + len(piece), automatic=True)
+        after = (await session.stats()).get("backend", {})
+        if n:  # the first request evaluates the whole new document
+            rtts.append(rtt)
+            evaluated.append(after.get("prompt_evaluated", 0) - before.get("prompt_evaluated", 0))
+        before = after
+    return {"requests": len(rtts), "chunk_chars": chunk, "lines": lines,
+            "round_trip": stats(rtts),
+            "prompt_tokens_evaluated": stats([float(e) for e in evaluated]) if evaluated else {}}
+
+
 def process_memory_mb(pid: int) -> dict[str, float]:
     fields = {}
     for row in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -148,7 +187,8 @@ def process_memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-async def inline_run(engine: str, root: Path, sites: list[tuple[str, int, int]]) -> dict[str, Any]:
+async def inline_run(engine: str, root: Path, sites: list[tuple[str, int, int]],
+                     typing_lines: int, chunk: int) -> dict[str, Any]:
     session = Session()
     await session.start({"backend": engine, "model": "smollm2-135m-instruct",
                          "analyzers": ANALYZERS, "debounceMs": 0,
@@ -171,6 +211,8 @@ async def inline_run(engine: str, root: Path, sites: list[tuple[str, int, int]])
             samples.append({"site": n, "round_trip_ms": round(rtt, 1),
                             "model_ms": timing["modelMs"], "analyzers_ms": timing["analyzersMs"],
                             "suggestion": items[0] if items else None})  # fmt: skip
+        typing = await typing_run(session, (root / f"{engine}_typing.py").as_uri(),
+                                  FIXTURE.read_text(), typing_lines, chunk)
         memory = process_memory_mb(server.pid)
         torch_loaded = "libtorch" in Path(f"/proc/{server.pid}/maps").read_text()
     finally:
@@ -181,6 +223,7 @@ async def inline_run(engine: str, root: Path, sites: list[tuple[str, int, int]])
         "round_trip": stats(rtts),
         "model_span": stats([float(s["model_ms"]) for s in samples]),
         "analyzer_span": stats([float(s["analyzers_ms"]) for s in samples]),
+        "typing": typing,
         "server_memory_mb": memory, "torch_loaded": torch_loaded, "samples": samples,
     }  # fmt: skip
 
@@ -193,7 +236,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     speeds = [speed(e, t, args.new_tokens) for t in args.threads for e in ENGINES]
     sites = one_line_sites(FIXTURE.read_text(), args.sites)
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
-        inline = [await inline_run(e, Path(tmp), sites) for e in ENGINES]
+        inline = [await inline_run(e, Path(tmp), sites, args.typing_lines, args.chunk)
+                  for e in ENGINES]  # fmt: skip
     by = {(s["engine"], s["threads"]): s for s in speeds}
     most = max(args.threads)
     speedup = by[("llamacpp", most)]["decode_tok_s"] / by[("transformers", most)]["decode_tok_s"]
@@ -202,6 +246,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f"speedup_{most}_threads": speedup >= GOALS["speedup_2_threads"],
         "inline_p50": llama["round_trip"]["p50_ms"] <= GOALS["inline_p50_ms"],
         "inline_p95": llama["round_trip"]["p95_ms"] <= GOALS["inline_p95_ms"],
+        "typing_p50": llama["typing"]["round_trip"]["p50_ms"] <= GOALS["inline_p50_ms"],
+        "typing_p95": llama["typing"]["round_trip"]["p95_ms"] <= GOALS["inline_p95_ms"],
         "server_rss": llama["server_memory_mb"]["VmRSS"] <= GOALS["server_rss_mb"],
     }
     return {
@@ -240,6 +286,21 @@ def docs_block(report: dict[str, Any]) -> str:
             f"{r['model_span']['p50_ms']:.0f} ms | {r['analyzer_span']['p50_ms']:.0f} ms | "
             f"{r['suggestions_shown']}/{r['requests']} | {mem['VmRSS']:.0f} MB "
             f"({mem['VmHWM']:.0f} MB) | {'yes' if r['torch_loaded'] else 'no'} |")
+    lines += [
+        "",
+        "Typing in one open document (`--typing-lines` lines, an automatic request after every "
+        "`--chunk` characters; the first request in the document left out):",
+        "",
+        "| engine | requests | p50 | p95 | prompt tokens evaluated per request, p50 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in report["inline"]:
+        t = r["typing"]
+        evaluated = t["prompt_tokens_evaluated"].get("p50_ms")
+        lines.append(
+            f"| {r['engine']} | {t['requests']} | {t['round_trip']['p50_ms']:.0f} ms | "
+            f"{t['round_trip']['p95_ms']:.0f} ms | "
+            f"{'-' if not evaluated else f'{evaluated:.0f}'} |")
     met = report["goals_met"]
     lines += ["", f"Decoding speed-up: {report['decode_speedup']:.2f}x. Goals met: "
               + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in met.items()) + ".",
@@ -252,6 +313,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine.json")
     parser.add_argument("--sites", type=int, default=12)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--typing-lines", type=int, default=4,
+                        help="lines typed in one document, a request after every --chunk chars")
+    parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/engine.md")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)

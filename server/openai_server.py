@@ -38,10 +38,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
-
-if TYPE_CHECKING:
-    from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend
-    from collabcoder.server.backends.transformers_backend import TransformersBackend
+from collabcoder.server.backends.factory import in_process_kind, make_backend
 from collabcoder.server.openai_api import (
     DONE_EVENT,
     ApiError,
@@ -367,23 +364,6 @@ async def serve(
     await AnnouncingServer(config).serve()
 
 
-def in_process_backend(model: str, kind: str, dtype: str) -> LlamaCppBackend | TransformersBackend:
-    """The engine that serves `model`: llama.cpp for a GGUF (a known short name, a .gguf
-    file, a folder with one), transformers for anything else unless `kind` says which."""
-    from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend, gguf_file
-    from collabcoder.server.backends.transformers_backend import TransformersBackend
-
-    if kind == "auto":
-        try:
-            gguf_file(model)
-            kind = "llamacpp"
-        except BackendError:
-            kind = "transformers"
-    if kind == "llamacpp":
-        return LlamaCppBackend(model)
-    return TransformersBackend(model, dtype=dtype)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m collabcoder.server.openai_server",
@@ -442,9 +422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     try:
-        backend = in_process_backend(args.model, args.backend, args.dtype)
-        backend.load()  # before listening: readiness means the model is in memory
-    except (BackendError, FileNotFoundError) as exc:
+        kind = in_process_kind(args.model) if args.backend == "auto" else args.backend
+        opts = {"dtype": args.dtype} if kind == "transformers" else {}
+        backend = make_backend(kind, args.model, **opts)
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()  # before listening: readiness means the model is in memory
+    except (BackendError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     names = args.served_names or [args.model]

@@ -74,7 +74,10 @@ def test_complete_prints_the_completion_and_logs_the_conversation(
     assert "feedback iteration(s)" in result.stderr
     assert record["messages"][0]["role"] == "system"
     assert record["messages"][1]["content"].count("<CURSOR>") == 1
-    assert "return <CURSOR>" in record["messages"][1]["content"]  # \n became a newline
+    # The prefilled reply (logged with what the model added) carries the function down to the
+    # cursor (\n became a newline); the user message shows the code around it, here none.
+    assert record["messages"][2]["role"] == "assistant"
+    assert record["messages"][2]["content"].startswith("```python\ndef add(a: int, b: int) -> int:\n    return ")
     assert record["iterations"] <= 1 and record["n_tokens_generated"] > 0
     assert {"signature", "syntax"} <= set(record["analyzer_results"][0])
     readable = record_file.with_suffix(".txt").read_text()

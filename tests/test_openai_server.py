@@ -195,20 +195,20 @@ def test_a_signal_shuts_the_server_down_cleanly(
     assert "Application shutdown complete" in log and "Traceback" not in log
 
 
-def test_the_engine_follows_the_model_gguf_on_llamacpp_checkpoints_on_transformers(
+def test_auto_runs_gguf_on_llamacpp_and_checkpoints_on_transformers(
     tiny_model_dir: Path,
 ) -> None:
+    from collabcoder.server.backends.factory import make_backend
     from collabcoder.server.backends.llamacpp_backend import LlamaCppBackend, gguf_file
     from collabcoder.server.backends.transformers_backend import TransformersBackend
-    from collabcoder.server.openai_server import in_process_backend
 
-    assert isinstance(in_process_backend("smollm2-135m-instruct", "auto", "bfloat16"),
-                      LlamaCppBackend)  # fmt: skip
+    assert isinstance(make_backend("auto", "smollm2-135m-instruct"), LlamaCppBackend)
     shipped = str(gguf_file("smollm2-135m-instruct"))
-    assert isinstance(in_process_backend(shipped, "auto", "bfloat16"), LlamaCppBackend)
-    assert isinstance(in_process_backend(str(tiny_model_dir), "auto", "float32"),
+    assert isinstance(make_backend("auto", shipped), LlamaCppBackend)
+    assert isinstance(make_backend("auto", str(tiny_model_dir), dtype="float32"),
                       TransformersBackend)  # fmt: skip
-    assert isinstance(in_process_backend(shipped, "transformers", "float32"), TransformersBackend)
+    with pytest.raises(ValueError, match="unknown option 'dtype' for the 'llamacpp' backend"):
+        make_backend("auto", shipped, dtype="float32")
 
 
 def test_the_embedded_gguf_is_served_on_llamacpp_without_torch(tmp_path: Path) -> None:

@@ -51,6 +51,20 @@ def _check_options(kind: str, cls: type, opts: dict[str, Any]) -> None:
             )
 
 
+def in_process_kind(model: str) -> str:
+    """`auto`'s choice for a model run in this process: llama.cpp for a GGUF (a known short
+    name such as the embedded default, a .gguf file, a folder with one), transformers for
+    anything else (safetensors checkpoints, collab-train's output, hub ids)."""
+    from collabcoder.server.backends.base import BackendError
+    from collabcoder.server.backends.llamacpp_backend import gguf_file
+
+    try:
+        gguf_file(model)
+    except BackendError:
+        return "transformers"
+    return "llamacpp"
+
+
 def make_backend(
     kind: BackendKind | str,
     model: str,
@@ -59,12 +73,17 @@ def make_backend(
     **opts: Any,
 ) -> Backend:
     """Build a backend. `endpoint`/`api_key` belong to 'openai' only; `opts` go to the backend's
-    constructor (e.g. endpoint_kind="completions", fim_template="starcoder2", dtype="float32")."""
+    constructor (e.g. endpoint_kind="completions", fim_template="starcoder2", dtype="float32").
+    `auto` is 'openai' with an endpoint, else the in-process engine for the model
+    (`in_process_kind`)."""
+    if kind == "auto":
+        kind = "openai" if endpoint is not None else in_process_kind(model)
     if kind not in BACKEND_KINDS:
         close = difflib.get_close_matches(str(kind), BACKEND_KINDS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(
-            f"unknown backend kind {kind!r}; expected one of: {', '.join(BACKEND_KINDS)}{hint}"
+            f"unknown backend kind {kind!r}; expected one of: {', '.join(BACKEND_KINDS)} or auto"
+            f"{hint}"
         )
     if not model:
         raise ValueError(f"the '{kind}' backend needs a model name")

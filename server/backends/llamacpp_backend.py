@@ -84,6 +84,19 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def spin_policy() -> None:
+    """Bound how long idle OpenMP workers spin before they sleep (unless the user chose).
+
+    llama.cpp's CPU threads meet at a barrier after every graph node, hundreds of times per
+    token. Sleeping at once (`OMP_WAIT_POLICY=PASSIVE`) made 2-thread decoding 3x slower on an
+    idle 2-core machine (21 against 70 tokens/s); libgomp's default spin (300,000 rounds)
+    burns a core the editor and the analyzers need. 10,000 rounds, a few microseconds, cover
+    the gap between nodes. libgomp reads this when it loads, so it is set before the import.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+
 @dataclass
 class LoadedLlama:
     llm: Any  # llama_cpp.Llama
@@ -106,9 +119,7 @@ def load_llama(name: str = EMBEDDED_DEFAULT, n_ctx: int = 3072, n_threads: int =
     with _LOAD_LOCK:
         if key not in _LOADED:
             path = gguf_file(name)
-            # Idle OpenMP workers sleep instead of spinning: on a 2-core machine shared with the
-            # editor and the analyzers, spinning threads made 2-thread decoding 7x slower.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            spin_policy()
             try:
                 import llama_cpp
             except ImportError as exc:

@@ -136,6 +136,12 @@ def prefill_text(prefix: str, max_lines: int = 40) -> str:
     if prefix.split("\n")[-1].strip() == "" and prefix.endswith((" ", "\t")):
         prefix = prefix[:-1]
     lines = prefix.split("\n")
+    return PREFILL_FENCE + "\n".join(lines[prefill_start(lines, max_lines) :])
+
+
+def prefill_start(lines: list[str], max_lines: int = 40) -> int:
+    """The prefix line a prefilled reply starts at: the enclosing top-level statement (with its
+    decorators), or `max_lines` up."""
     start = max(0, len(lines) - max_lines)
     for i in range(len(lines) - 1, start - 1, -1):
         if lines[i][:1] not in ("", " ", "\t", "#", ")", "]", "}") and not lines[i].startswith(
@@ -145,7 +151,7 @@ def prefill_text(prefix: str, max_lines: int = 40) -> str:
             while start > 0 and lines[start - 1].startswith("@"):  # keep decorators
                 start -= 1
             break
-    return PREFILL_FENCE + "\n".join(lines[start:])
+    return start
 
 
 def prefilled_continuation(reply: str) -> str | None:
@@ -192,10 +198,26 @@ def completion_from_reply(prefix: str, reply: str, prefilled: bool) -> str:
     return trim_to_block(prefix, continued)
 
 
+def shown_prefix(parts: PromptParts) -> str:
+    """The prefix the user message shows. With a prefilled reply, the code the prefill carries
+    (the enclosing function down to the cursor) is shown there only: typing in a function
+    then changes the prompt's last tokens alone, and the backend's KV cache (llama.cpp's)
+    keeps the rest. Before, every keystroke evaluated the suffix and the prefill again."""
+    if not parts.prefill:
+        return parts.prefix
+    lines = parts.prefix.split("\n")
+    start = prefill_start(lines)
+    return "\n".join(lines[:start]) + "\n" if start else ""
+
+
+def first_user_content(parts: PromptParts) -> str:
+    return first_user_message(shown_prefix(parts), parts.suffix)
+
+
 def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:
     messages = (
         {"role": "system", "content": parts.system_prompt},
-        {"role": "user", "content": first_user_message(parts.prefix, parts.suffix)},
+        {"role": "user", "content": first_user_content(parts)},
     )
     if parts.prefill:
         return (*messages, {"role": "assistant", "content": prefill_text(parts.prefix)})
@@ -205,7 +227,8 @@ def first_messages(parts: PromptParts) -> tuple[dict[str, str], ...]:
 def feedback_messages(parts: PromptParts, history: Sequence[dict[str, str]], attempt: str,
                       feedback: str, variant: FeedbackVariant) -> tuple[dict[str, str], ...]:
     turn = {"role": "user",
-            "content": feedback_user_message(feedback, variant, attempt, parts.prefix, parts.suffix)}
+            "content": feedback_user_message(feedback, variant, attempt, shown_prefix(parts),
+                                             parts.suffix)}
     prefill = ({"role": "assistant", "content": prefill_text(parts.prefix)},) if parts.prefill \
         else ()
     if variant == "coworker":

@@ -22,12 +22,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collabcoder.analyzers.protocol.prompts import first_user_message
 from collabcoder.analyzers.static import AnalyzerResult
 from collabcoder.analyzers.static.result import verdict_words
 from collabcoder.server.backends.base import Backend, BackendError, CompletionRequest
 from collabcoder.server.loop import FeedbackLoop, Iteration, LoopConfig
-from collabcoder.server.loop.messages import PromptParts, PromptStyle, first_messages
+from collabcoder.server.loop.messages import (
+    PromptParts,
+    PromptStyle,
+    first_messages,
+    first_user_content,
+)
 from collabcoder.server.loop.search import Messages, loop_request
 from collabcoder.server.lsp.context import CursorSite, EditorEnvironment, analysis_context
 from collabcoder.server.lsp.postprocess import fit_to_cursor
@@ -121,9 +125,6 @@ class SitePrompts:
     def __init__(self, site: CursorSite, config: LoopConfig) -> None:
         self.site = site
         self.config = config
-        # The loop builds its first message from the whole document; the model gets the window.
-        self._full_first = first_user_message(site.prefix, site.suffix)
-        self._window_first = first_user_message(site.prompt_prefix, site.prompt_suffix)
 
     def completion_of(self, prefix: str, reply: str, prefilled: bool) -> str:
         return reply_to_completion(self.config.prompt_style, self.site, reply, prefilled)
@@ -133,10 +134,11 @@ class SitePrompts:
         window = dataclasses.replace(
             parts, prefix=self.site.prompt_prefix, suffix=self.site.prompt_suffix
         )
-        if self._full_first != self._window_first:
+        # The loop builds its first message from the whole document; the model gets the window.
+        full_first, window_first = first_user_content(parts), first_user_content(window)
+        if full_first != window_first:
             messages = tuple(
-                {**m, "content": m["content"].replace(self._full_first, self._window_first)}
-                for m in messages
+                {**m, "content": m["content"].replace(full_first, window_first)} for m in messages
             )
         return loop_request(self.config, window, messages, feedback, n, temperature)
 

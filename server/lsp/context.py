@@ -211,10 +211,27 @@ def trim_context(
     if len(head) < len(prefix):  # start at a line start, not mid-line
         cut = head.find("\n")
         head = head[cut + 1 :] if 0 <= cut < len(head) - 1 else head
+        head = _snap_start(prefix, head)
     if len(tail) < len(suffix):
         cut = tail.rfind("\n")
         tail = tail[:cut] if cut > 0 else tail
     return head, tail
+
+
+WINDOW_STEP_LINES = 16
+
+
+def _snap_start(prefix: str, head: str) -> str:
+    """Move the window's first line down to a multiple of `WINDOW_STEP_LINES`, so that it
+    stays put while the user types: a window that slid a line at every new line changed the
+    prompt's first tokens, and the backend's KV cache (llama.cpp's) could keep nothing."""
+    dropped = prefix.count("\n", 0, len(prefix) - len(head))
+    snapped = -(-dropped // WINDOW_STEP_LINES) * WINDOW_STEP_LINES
+    if snapped == dropped:
+        return head
+    lines = head.split("\n")
+    keep = lines[snapped - dropped :]
+    return "\n".join(keep) if len(keep) > 1 else head
 
 
 def document_path(doc: TextDocument) -> str | None:

@@ -45,7 +45,7 @@ HTTP_CONTEXT_TOKENS = 4096  # the endpoint's context is unknown: a size every co
 INPROCESS_CONTEXT_CAP = 2048  # prompt tokens cost CPU time in-process: keep the window modest
 # llama.cpp evaluates a Q4 prompt at ~250 tokens/s on 2 cores (3x slower than torch bf16; its
 # decoding is 3x faster): a smaller window, and the KV cache keeps what did not change.
-LLAMACPP_CONTEXT_CAP = 1024
+LLAMACPP_CONTEXT_CAP = 512
 PROMPT_OVERHEAD_TOKENS = 256  # system prompt, chat template, FIM markers
 FEEDBACK_RUN_CAP_S = 300.0
 

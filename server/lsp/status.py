@@ -148,4 +148,13 @@ def stats_payload(ls: CollabLanguageServer) -> dict[str, Any]:
         # pool): an idle pool worker is reused, so only these could be left behind.
         "otherThreads": sum(1 for t in threading.enumerate()
                             if not t.name.startswith(POOL_THREAD_PREFIXES)),
+        "backend": backend_stats(ls),
     }
+
+
+def backend_stats(ls: CollabLanguageServer) -> dict[str, Any]:
+    """The in-process backend's own counters (llama.cpp: prompt tokens evaluated and reused
+    from the KV cache), or nothing for backends that keep none."""
+    completer = ls.engine.completer
+    stats = getattr(completer.backend, "stats", None) if completer is not None else None
+    return dict(stats()) if callable(stats) else {}

@@ -136,7 +136,8 @@ def complete(
         "signature, hallucination, tests, score (LLMcoder names accepted). None: syntax only.",
     )] = None,
     backend: Annotated[str, typer.Option(
-        "--backend", help="openai | vllm | transformers.")] = "transformers",
+        "--backend", help="auto (llamacpp for GGUF models such as the embedded default, "
+        "transformers for checkpoints) | llamacpp | openai | vllm | transformers.")] = "auto",
     model: Annotated[str, typer.Option("--model", help="Model for every request.")] = (
         EMBEDDED_DEFAULT),
     model_first: Annotated[str | None, typer.Option(

@@ -40,8 +40,13 @@ def sample(
         "smollm2-135m-instruct"
     ),
     backend: Annotated[
-        str, typer.Option(help="transformers (in process) | openai (HTTP endpoint) | vllm.")
-    ] = "transformers",
+        str,
+        typer.Option(
+            help="auto (in process: llamacpp for GGUF models such as the embedded default, "
+            "transformers for checkpoints) | llamacpp | transformers | openai (HTTP endpoint) "
+            "| vllm."
+        ),
+    ] = "auto",
     endpoint: Annotated[
         str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")
     ] = None,
