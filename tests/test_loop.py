@@ -172,6 +172,12 @@ def test_prefilled_replies_continue_at_the_cursor() -> None:
     assert messages[-1]["role"] == "assistant"
     # the prefill stops one space short of the cursor (token healing) ...
     assert messages[-1]["content"] == "```python\ndef f(xs):\n    ys = sorted(xs)\n   "
+    # the user message shows the code around the function, the prefill the function itself:
+    # typing in it changes the prompt's end only (a KV cache keeps the rest)
+    assert messages[1]["content"] == "```python\nimport os\n\n\n<CURSOR>\n```"
+    typed = first_messages(PromptParts(prefix + "return ys", prefill=True))
+    assert typed[:2] == messages[:2] and typed[2]["content"].endswith("    return ys")
+    assert first_messages(PromptParts(prefix))[1]["content"].endswith("sorted(xs)\n    <CURSOR>\n```")
     # ... and the indentation the model writes on the cursor's line is the cursor's own
     assert completion_from_reply(prefix, " return ys[0]\n```", True) == "return ys[0]"
     assert prefilled_continuation("return ys[0]\n```\nThis returns...") == "return ys[0]"

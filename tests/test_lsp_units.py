@@ -9,7 +9,13 @@ import pytest
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from collabcoder.server.lsp.context import Mode, completion_mode, split_at, trim_context
+from collabcoder.server.lsp.context import (
+    WINDOW_STEP_LINES,
+    Mode,
+    completion_mode,
+    split_at,
+    trim_context,
+)
 from collabcoder.server.lsp.documents import Documents, editor_environment
 from collabcoder.server.lsp.postprocess import fit_to_cursor
 from collabcoder.server.lsp.settings import Settings, parse_settings
@@ -98,6 +104,16 @@ def test_trim_context_keeps_the_cursor_and_cuts_at_line_starts() -> None:
     assert tail.startswith("after_0 = 0\n")
     assert (tail + "\n") in suffix and suffix.startswith(tail + "\n")  # whole lines after it
     assert len(head) <= 150 * 3 and len(tail) <= 50 * 3
+
+
+def test_the_window_start_stays_put_while_the_user_types() -> None:
+    """It moves in whole steps of WINDOW_STEP_LINES lines, so a KV cache keeps the prompt."""
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(1000))
+    starts = {trim_context(prefix + typed, "", 200)[0].split("\n")[0]
+              for typed in ("", "x", "x = 1\n", "x = 1\ny", "x = 1\ny = 2\nz")}  # fmt: skip
+    assert len(starts) == 1
+    number = int(starts.pop().split(" = ")[1])
+    assert number % WINDOW_STEP_LINES == 0
 
 
 def test_trim_context_counts_with_the_models_tokenizer(tiny_model_dir: Path) -> None:
