@@ -30,12 +30,12 @@ def llama() -> LlamaCppBackend:
     return backend
 
 
-async def wait_idle(timeout_s: float = 5.0) -> float:
-    """Seconds until no generation runs (the model really stopped, not just its reader)."""
+async def wait_idle(timeout_s: float = 30.0) -> None:
+    """Until no generation runs (the model really stopped, not just its reader)."""
     start = time.monotonic()
     while generation_stats()["active"] and time.monotonic() - start < timeout_s:
         await asyncio.sleep(0.001)
-    return time.monotonic() - start
+    assert not generation_stats()["active"], f"a generation still runs after {timeout_s} s"
 
 
 def test_the_embedded_name_is_the_packaged_gguf() -> None:
@@ -86,16 +86,18 @@ async def test_cancelling_stops_generation_within_a_token_or_two(
     await asyncio.sleep(0.2)
     before = generation_stats()
     task.cancel()
-    idle_after = await wait_idle()
+    await wait_idle()
     after = generation_stats()
-    assert idle_after < 0.1  # a token takes ~15 ms on 2 cores
+    # Counted in tokens, not seconds: a loaded machine stretches a token, never the count.
     assert after["cancelled"] == before["cancelled"] + 1
     assert after["steps"] - before["steps"] <= 3
     # Closing a stream iterator stops the model too.
     stream = llama.stream(request)
     assert await anext(stream)
+    before = generation_stats()
     await stream.aclose()
-    assert await wait_idle() < 0.1
+    await wait_idle()
+    assert generation_stats()["steps"] - before["steps"] <= 3
 
 
 async def test_n_candidates_follow_their_seeds(llama: LlamaCppBackend) -> None:

@@ -30,12 +30,13 @@ def tiny(tiny_model_dir: Path) -> TransformersBackend:
     return backend
 
 
-async def wait_idle(timeout_s: float = 5.0) -> float:
-    """Seconds until no generate() runs (the model really stopped, not just its reader)."""
+async def wait_idle(timeout_s: float = 30.0) -> None:
+    """Until no generate() runs (the model really stopped, not just its reader); the tests
+    count the tokens it made, not seconds, which a loaded machine stretches."""
     start = time.monotonic()
     while generation_stats()["active"] and time.monotonic() - start < timeout_s:
         await asyncio.sleep(0.01)
-    return time.monotonic() - start
+    assert not generation_stats()["active"], f"generate() still runs after {timeout_s} s"
 
 
 def test_stop_helpers() -> None:
@@ -119,7 +120,7 @@ async def test_cancelling_complete_stops_the_model(tiny: TransformersBackend) ->
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await wait_idle() < 1.0
+    await wait_idle()
     after = generation_stats()
     assert after["cancelled"] == before["cancelled"] + 1
     assert after["steps"] - before["steps"] < 1500
@@ -136,7 +137,7 @@ async def test_closing_a_stream_stops_the_model(tiny: TransformersBackend) -> No
         if len(pieces) == 3:
             break
     await stream.aclose()
-    assert await wait_idle() < 1.0
+    await wait_idle()
     assert generation_stats()["steps"] - before["steps"] < 1500
 
 
@@ -153,7 +154,7 @@ async def test_cancelling_a_stream_consumer_stops_the_model(tiny: TransformersBa
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await wait_idle() < 1.0
+    await wait_idle()
     assert generation_stats()["steps"] - before["steps"] < 1500
 
 
