@@ -25,6 +25,10 @@ app.add_typer(agentic_app, name="agentic")
 err = Console(stderr=True)
 DEFAULT_TOOL_CONFIG = Path("configs/code_agentic_tool_config.yaml")
 
+SourcesArg = Annotated[
+    list[str],
+    typer.Argument(help="Data files (.json/.jsonl/.parquet) or humaneval / coophumaneval."),
+]
 ToolConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -89,10 +93,7 @@ def convert(
 
 @agentic_app.command("prepare")
 def prepare(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(help="Data files (.json/.jsonl/.parquet) or humaneval / coophumaneval."),
-    ],
+    inputs: SourcesArg,
     out: Annotated[Path, typer.Option(help="Output .jsonl or .parquet of conversations.")],
     tool_config: ToolConfigOpt = None,
     conversations_per_row: Annotated[int, typer.Option(min=1)] = 1,
@@ -168,10 +169,7 @@ def prepare(
 
 @agentic_app.command("export")
 def export(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(help="Data files (.json/.jsonl/.parquet) or humaneval / coophumaneval."),
-    ],
+    inputs: SourcesArg,
     out: Annotated[Path, typer.Option(help="Output folder.")],
     format: Annotated[str, typer.Option("--format", help="Only 'verl'.")] = "verl",
     tool_config: ToolConfigOpt = None,
